@@ -1,0 +1,65 @@
+// `npm test`: type check, lint, format check, then every test file under test/ with node:test, against one
+// control plane started here (tests that need their own, e.g. to restart it, start their own).
+import { spawn } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { startControlPlane } from "../test/controlplane/control-plane.ts";
+import { clusterEnv } from "../test/support/cluster.ts";
+
+const root = process.cwd();
+const args = process.argv.slice(2);
+const skipChecks = args.includes("--no-checks");
+const filters = args.filter((a) => !a.startsWith("--"));
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (name === "node_modules" || name === "go") return [];
+    if (statSync(path).isDirectory()) return testFiles(path);
+    return name.endsWith(".test.ts") ? [relative(root, path)] : [];
+  });
+}
+
+function run(cmd: string, cmdArgs: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, cmdArgs, { stdio: "inherit", env });
+    child.once("exit", (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+  });
+}
+
+const started = Date.now();
+let failed = 0;
+if (!skipChecks) {
+  for (const [name, cmd, cmdArgs] of [
+    ["typecheck", "npx", ["tsc", "--noEmit"]],
+    ["eslint", "npx", ["eslint", "."]],
+    ["prettier", "npx", ["prettier", "--check", "."]],
+  ] as const) {
+    const code = await run(cmd, [...cmdArgs]);
+    console.log(`check ${name}: ${code === 0 ? "ok" : "FAILED"}`);
+    if (code !== 0) failed++;
+  }
+}
+
+const files = testFiles(join(root, "test")).filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)));
+const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
+const stop = async () => {
+  await plane.stop();
+};
+process.once("SIGINT", () => void stop().then(() => process.exit(130)));
+process.once("SIGTERM", () => void stop().then(() => process.exit(143)));
+
+let code: number;
+try {
+  code = await run(
+    process.execPath,
+    ["--import", "tsx", "--test", "--test-reporter=spec", "--test-timeout=900000", ...files],
+    { ...process.env, ...clusterEnv(plane) },
+  );
+} finally {
+  await stop();
+}
+if (code !== 0) failed++;
+const secs = ((Date.now() - started) / 1000).toFixed(1);
+console.log(`\n${failed === 0 ? "all checks and tests passed" : `${failed} step(s) failed`} in ${secs} s`);
+process.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,67 @@
+// The one place that talks to the API server: client construction and error classification.
+import * as k8s from "@kubernetes/client-node";
+import { FunctionError } from "../runtime/errors.ts";
+
+export function loadKubeConfig(kubeconfigPath?: string): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath);
+  else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+  else
+    throw new FunctionError(
+      "internal",
+      "no cluster credentials: set KUBECONFIG (or --kubeconfig) for a local run, or run in a Pod with a ServiceAccount",
+    );
+  return kc;
+}
+
+export interface Kube {
+  config: k8s.KubeConfig;
+  core: k8s.CoreV1Api;
+  objects: k8s.KubernetesObjectApi;
+}
+
+export function createKube(config: k8s.KubeConfig): Kube {
+  return {
+    config,
+    core: config.makeApiClient(k8s.CoreV1Api),
+    objects: k8s.KubernetesObjectApi.makeApiClient(config),
+  };
+}
+
+export const statusOf = (err: unknown): number | undefined =>
+  err instanceof k8s.ApiException ? err.code : undefined;
+
+export const isNotFound = (err: unknown) => statusOf(err) === 404;
+export const isConflict = (err: unknown) => statusOf(err) === 409;
+
+/** Maps an API error to the runtime's error kinds: 5xx, 429 and network errors are worth a redelivery. */
+export function classifyKubeError(err: unknown, action: string): FunctionError {
+  if (err instanceof FunctionError) return err;
+  const code = statusOf(err);
+  const reason = apiMessage(err);
+  if (code === undefined) return new FunctionError("transient", `${action}: ${reason}`, undefined, { cause: err });
+  if (code === 403 || code === 401)
+    return new FunctionError("forbidden", `${action}: ${reason}`, { status: code }, { cause: err });
+  if (code === 404) return new FunctionError("notFound", `${action}: ${reason}`, { status: code }, { cause: err });
+  if (code === 409) return new FunctionError("conflict", `${action}: ${reason}`, { status: code }, { cause: err });
+  if (code === 429 || code >= 500)
+    return new FunctionError("transient", `${action}: ${reason}`, { status: code }, { cause: err });
+  return new FunctionError("internal", `${action}: ${reason}`, { status: code }, { cause: err });
+}
+
+function apiMessage(err: unknown): string {
+  if (err instanceof k8s.ApiException) {
+    const body = typeof err.body === "string" ? safeJson(err.body) : err.body;
+    const msg = (body as { message?: unknown } | undefined)?.message;
+    return typeof msg === "string" ? msg : `HTTP ${err.code}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function safeJson(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return { message: s.slice(0, 200) };
+  }
+}

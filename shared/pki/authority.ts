@@ -1,0 +1,37 @@
+// Creating a certificate authority: self-signed, a fresh subject per generation, 26 months by default.
+import * as x509 from "@peculiar/x509";
+import { generateKeyPair, privateKeyToPem, randomSerial, rsaSigning } from "./keys.ts";
+import { DAY_MS } from "./time.ts";
+
+export const CA_VALIDITY_DAYS = 790;
+export const CA_SUBJECT_PREFIX = "service-ca-functions-signer@";
+
+export interface IssuedPem {
+  certPem: string;
+  keyPem: string;
+}
+
+export interface CreateAuthorityOptions {
+  now: Date;
+  validityDays?: number;
+  keys?: CryptoKeyPair;
+}
+
+export async function createAuthority(opts: CreateAuthorityOptions): Promise<IssuedPem & { cert: x509.X509Certificate }> {
+  const keys = opts.keys ?? (await generateKeyPair("rsa-2048"));
+  const nowSeconds = Math.floor(opts.now.getTime() / 1000);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: `CN=${CA_SUBJECT_PREFIX}${nowSeconds}`,
+    notBefore: new Date(opts.now.getTime() - 1000),
+    notAfter: new Date(opts.now.getTime() + (opts.validityDays ?? CA_VALIDITY_DAYS) * DAY_MS),
+    keys,
+    signingAlgorithm: rsaSigning,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { cert, certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
+}

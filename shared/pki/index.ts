@@ -1,0 +1,7 @@
+// Pure certificate logic: no Kubernetes, no HTTP, no logging; time is always an argument.
+export * from "./keys.ts";
+export * from "./authority.ts";
+export * from "./serving.ts";
+export * from "./inspect.ts";
+export * from "./bundle.ts";
+export * from "./time.ts";

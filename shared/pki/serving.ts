@@ -1,0 +1,62 @@
+// Serving certificates for Services: the DNS names a Service answers to, and the certificate itself.
+import * as x509 from "@peculiar/x509";
+import { generateKeyPair, privateKeyToPem, randomSerial, rsaSigning, type KeyAlgorithm } from "./keys.ts";
+import { DAY_MS } from "./time.ts";
+import type { IssuedPem } from "./authority.ts";
+
+export const SERVING_VALIDITY_DAYS = 730;
+
+export interface Signer {
+  cert: x509.X509Certificate;
+  key: CryptoKey;
+}
+
+/** `<svc>.<ns>.svc` and its cluster.local form; headless Services also get the `*.` wildcards of both. */
+export function servingHostnames(service: string, namespace: string, headless: boolean): string[] {
+  const base = [`${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`];
+  return (headless ? [...base, ...base.map((h) => `*.${h}`)] : base).sort();
+}
+
+/** The names the Alauda variant issues: the short forms as well. */
+export function shortHostnames(service: string, namespace: string): string[] {
+  return [service, `${service}.${namespace}`];
+}
+
+export interface SignServingOptions {
+  signer: Signer;
+  hostnames: string[];
+  now: Date;
+  validityDays?: number;
+  keyAlgorithm?: KeyAlgorithm;
+  /** A pre-generated key pair, so key generation can leave the latency path. */
+  keys?: CryptoKeyPair;
+}
+
+export async function signServingCertificate(
+  opts: SignServingOptions,
+): Promise<IssuedPem & { cert: x509.X509Certificate }> {
+  if (opts.hostnames.length === 0) throw new Error("a serving certificate needs at least one hostname");
+  const hostnames = [...new Set(opts.hostnames)].sort();
+  const keys = opts.keys ?? (await generateKeyPair(opts.keyAlgorithm ?? "rsa-2048"));
+  const notAfter = new Date(opts.now.getTime() + (opts.validityDays ?? SERVING_VALIDITY_DAYS) * DAY_MS);
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: `CN=${hostnames[0]}`,
+    issuer: opts.signer.cert.subjectName,
+    notBefore: new Date(opts.now.getTime() - 1000),
+    // A leaf never outlives its issuer: clients would reject the chain at the CA's expiry anyway.
+    notAfter: notAfter < opts.signer.cert.notAfter ? notAfter : opts.signer.cert.notAfter,
+    publicKey: keys.publicKey,
+    signingKey: opts.signer.key,
+    signingAlgorithm: rsaSigning,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(opts.signer.cert),
+      new x509.SubjectAlternativeNameExtension(hostnames.map((value) => ({ type: "dns" as const, value }))),
+    ],
+  });
+  return { cert, certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
+}

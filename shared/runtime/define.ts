@@ -1,0 +1,53 @@
+// What a function is: a name, its config, the events it accepts, and a handler. Nothing else.
+import type { z } from "zod";
+import type { ConfigShape } from "./config.ts";
+import type { Logger } from "./logger.ts";
+import type { Kube } from "../kube/client.ts";
+import type { Clock } from "./clock.ts";
+
+export interface InitContext<Config> {
+  config: Config;
+  log: Logger;
+  clock: Clock;
+  /** Built on first use, so a function that never calls the API server never needs credentials. */
+  kube: () => Kube;
+}
+
+export interface CloudEventInfo {
+  id: string;
+  type: string;
+  source: string;
+  subject?: string;
+}
+
+export interface HandlerContext<State> {
+  state: State;
+  log: Logger;
+  clock: Clock;
+  cloudevent: CloudEventInfo;
+  /** Aborted when the request times out or the process shuts down. */
+  signal: AbortSignal;
+}
+
+/** A JSON summary of what the handler did, returned to the caller with a 200. */
+export type HandlerResult = Record<string, unknown> | void;
+
+export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
+  name: string;
+  description: string;
+  config: Shape;
+  /** Applied to `{ type, source, subject, data, ... }` of every CloudEvent; a failure is a 400. */
+  event: z.ZodType<Event, unknown>;
+  init(ctx: InitContext<z.infer<z.ZodObject<Shape>>>): Promise<State> | State;
+  handle(event: Event, ctx: HandlerContext<State>): Promise<HandlerResult>;
+  shutdown?(state: State): Promise<void> | void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyFunctionDefinition = FunctionDefinition<ConfigShape, any, any>;
+
+export function defineFunction<Shape extends ConfigShape, Event, State>(
+  def: FunctionDefinition<Shape, Event, State>,
+): FunctionDefinition<Shape, Event, State> {
+  return def;
+}

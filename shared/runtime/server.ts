@@ -1,0 +1,141 @@
+// The Knative-style HTTP host for one function: POST / takes a CloudEvent, /health/* answers probes.
+import express, { type NextFunction, type Request, type Response } from "express";
+import { z } from "zod";
+import type { AnyFunctionDefinition } from "./define.ts";
+import { asFunctionError, FunctionError, httpStatusFor } from "./errors.ts";
+import { parseCloudEvent } from "./cloudevent.ts";
+import type { Logger } from "./logger.ts";
+import type { Clock } from "./clock.ts";
+
+export interface HostOptions {
+  log: Logger;
+  clock: Clock;
+  bodyLimitBytes: number;
+  requestTimeoutMs: number;
+}
+
+export interface FunctionHost {
+  app: express.Express;
+  setReady(ready: boolean): void;
+  /** Resolves once no request is in flight. */
+  drained(): Promise<void>;
+  /** Aborts the signal every in-flight handler holds. */
+  abortAll(reason: string): void;
+}
+
+export function createFunctionHost(
+  def: AnyFunctionDefinition,
+  state: unknown,
+  opts: HostOptions,
+): FunctionHost {
+  const app = express();
+  app.disable("x-powered-by");
+  let ready = false;
+  const inflight = new Set<AbortController>();
+  let idle: Array<() => void> = [];
+  const settle = () => {
+    if (inflight.size === 0) {
+      for (const resolve of idle) resolve();
+      idle = [];
+    }
+  };
+
+  app.get("/health/liveness", (_req, res) => {
+    res.type("text/plain").send("OK");
+  });
+  app.get("/health/readiness", (_req, res) => {
+    res
+      .status(ready ? 200 : 503)
+      .type("text/plain")
+      .send(ready ? "OK" : "not ready");
+  });
+
+  app.post("/", express.raw({ type: () => true, limit: opts.bodyLimitBytes }), async (req, res) => {
+    const started = performance.now();
+    const controller = new AbortController();
+    inflight.add(controller);
+    let log = opts.log;
+    try {
+      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+      const envelope = parseCloudEvent(req.headers, body);
+      log = opts.log.child({ ceId: envelope.id, ceType: envelope.type, ceSubject: envelope.subject });
+      const parsed = def.event.safeParse(envelope);
+      if (!parsed.success) {
+        throw new FunctionError("malformed", `event not accepted by ${def.name}`, z.treeifyError(parsed.error));
+      }
+      const result = await withTimeout(
+        def.handle(parsed.data, {
+          state,
+          log,
+          clock: opts.clock,
+          signal: controller.signal,
+          cloudevent: { id: envelope.id, type: envelope.type, source: envelope.source, subject: envelope.subject },
+        }),
+        opts.requestTimeoutMs,
+        controller,
+      );
+      log.info("event handled", { ms: elapsed(started), ...(result ?? {}) });
+      res.status(200).json({ ok: true, ...(result ?? {}) });
+    } catch (err) {
+      const fe = asFunctionError(err);
+      const status = httpStatusFor(fe.kind);
+      const fields = { kind: fe.kind, status, error: fe.message, ms: elapsed(started) };
+      if (status >= 500) log.error("event failed", { ...fields, cause: causeOf(fe) });
+      else log.warn("event rejected", fields);
+      res.status(status).json({ error: { kind: fe.kind, message: fe.message, details: fe.details } });
+    } finally {
+      inflight.delete(controller);
+      settle();
+    }
+  });
+
+  app.all("/", (_req, res) => {
+    res.status(405).set("Allow", "POST").json({ error: { kind: "malformed", message: "POST a CloudEvent to /" } });
+  });
+  app.use((_req, res) => {
+    res.status(404).json({ error: { kind: "notFound", message: "no such path" } });
+  });
+  // Body-parser failures (too large, aborted, bad encoding) arrive here.
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    const e = err as { status?: number; type?: string; message?: string };
+    const status = typeof e.status === "number" && e.status >= 400 && e.status < 500 ? e.status : 400;
+    const message =
+      e.type === "entity.too.large" ? `body larger than ${opts.bodyLimitBytes} bytes` : (e.message ?? "bad request");
+    opts.log.warn("request rejected", { status, error: message });
+    res.status(status).json({ error: { kind: "malformed", message } });
+  });
+
+  return {
+    app,
+    setReady: (r) => {
+      ready = r;
+    },
+    drained: () =>
+      inflight.size === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve)),
+    abortAll: (reason) => {
+      for (const c of inflight) c.abort(new Error(reason));
+    },
+  };
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number, controller: AbortController): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort(new Error("request timed out"));
+      reject(new FunctionError("transient", `handler did not finish within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const elapsed = (since: number) => Math.round((performance.now() - since) * 10) / 10;
+
+function causeOf(err: Error): string | undefined {
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof Error ? cause.message : cause === undefined ? undefined : String(cause);
+}

@@ -1,0 +1,51 @@
+// The cluster a test runs against: the one `npm test` started (passed in the environment), or a fresh one
+// when a test file is run on its own.
+import * as k8s from "@kubernetes/client-node";
+import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
+
+export interface TestCluster {
+  kubeconfig: string;
+  kubectl: string;
+  server: string;
+  caFile: string;
+  auditLog: string;
+  kc: k8s.KubeConfig;
+}
+
+export function clusterEnv(plane: ControlPlane): Record<string, string> {
+  return {
+    SERVICE_CA_TEST_KUBECONFIG: plane.kubeconfig,
+    SERVICE_CA_TEST_KUBECTL: plane.kubectl,
+    SERVICE_CA_TEST_SERVER: plane.server,
+    SERVICE_CA_TEST_CA_FILE: plane.caFile,
+    SERVICE_CA_TEST_AUDIT_LOG: plane.auditLog,
+  };
+}
+
+let shared: Promise<TestCluster> | undefined;
+
+export function testCluster(): Promise<TestCluster> {
+  shared ??= (async () => {
+    const env = process.env;
+    if (env.SERVICE_CA_TEST_KUBECONFIG) {
+      return withClient({
+        kubeconfig: env.SERVICE_CA_TEST_KUBECONFIG,
+        kubectl: env.SERVICE_CA_TEST_KUBECTL!,
+        server: env.SERVICE_CA_TEST_SERVER!,
+        caFile: env.SERVICE_CA_TEST_CA_FILE!,
+        auditLog: env.SERVICE_CA_TEST_AUDIT_LOG!,
+      });
+    }
+    const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
+    // A file run on its own: the processes die with it anyway (watchdogs); this also removes the data dir.
+    process.once("beforeExit", () => void plane.stop());
+    return withClient(plane);
+  })();
+  return shared;
+}
+
+function withClient(c: Omit<TestCluster, "kc">): TestCluster {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(c.kubeconfig);
+  return { ...c, kc };
+}
