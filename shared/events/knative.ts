@@ -70,7 +70,7 @@ export function apiServerEvent(kinds: WatchedKind[]) {
       data: z.unknown(),
     })
     .transform((ev, ctx): ObjectEvent => {
-      const [, , mode, action] = ev.type.split(".") as [string, string, "ref" | "resource", ApiServerAction];
+      const [mode, action] = ev.type.split(".").slice(3) as ["ref" | "resource", ApiServerAction];
       if (mode === "ref") {
         const ref = objectReference.safeParse(ev.data);
         if (!ref.success) {

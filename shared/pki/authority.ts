@@ -1,5 +1,5 @@
 // Creating a certificate authority: self-signed, a fresh subject per generation, 26 months by default.
-import * as x509 from "@peculiar/x509";
+import { x509 } from "./x509.ts";
 import { generateKeyPair, privateKeyToPem, randomSerial, rsaSigning } from "./keys.ts";
 import { DAY_MS } from "./time.ts";
 

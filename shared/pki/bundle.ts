@@ -1,5 +1,5 @@
 // CA bundles: PEM lists of certificates, and which of them are still worth trusting at a given time.
-import type * as x509 from "@peculiar/x509";
+import type { x509 } from "./x509.ts";
 import { parseCertificates } from "./inspect.ts";
 
 export function encodeBundle(certs: x509.X509Certificate[]): string {

@@ -5,3 +5,4 @@ export * from "./serving.ts";
 export * from "./inspect.ts";
 export * from "./bundle.ts";
 export * from "./time.ts";
+export { x509 } from "./x509.ts";

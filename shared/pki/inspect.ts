@@ -1,5 +1,5 @@
 // Reading certificates back: parse, compare keys, check issuers, list names.
-import * as x509 from "@peculiar/x509";
+import { x509 } from "./x509.ts";
 import { publicKeyDerOfPrivatePem } from "./keys.ts";
 
 export function parseCertificates(pem: string): x509.X509Certificate[] {

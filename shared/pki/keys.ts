@@ -1,9 +1,6 @@
 // Key generation and PEM encoding on Node's WebCrypto (key generation runs off the main thread there).
-import "reflect-metadata";
 import { createPrivateKey, createPublicKey, webcrypto } from "node:crypto";
-import * as x509 from "@peculiar/x509";
-
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+import { x509 } from "./x509.ts";
 export const subtle = webcrypto.subtle as unknown as SubtleCrypto;
 
 export type KeyAlgorithm = "rsa-2048" | "ecdsa-p256";

@@ -1,5 +1,5 @@
 // Serving certificates for Services: the DNS names a Service answers to, and the certificate itself.
-import * as x509 from "@peculiar/x509";
+import { x509 } from "./x509.ts";
 import { generateKeyPair, privateKeyToPem, randomSerial, rsaSigning, type KeyAlgorithm } from "./keys.ts";
 import { DAY_MS } from "./time.ts";
 import type { IssuedPem } from "./authority.ts";

@@ -55,7 +55,7 @@ export function parseCloudEvent(headers: Headers, body: Buffer): Envelope {
     throw malformed(`invalid CloudEvent: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (Array.isArray(event)) throw malformed("batched CloudEvents are not accepted");
-  const envelope = { ...event.toJSON() } as Record<string, unknown>;
+  const envelope: Record<string, unknown> = { ...event };
   // toEvent keeps a body that does not parse as JSON as a string; for JSON content that is a malformed event.
   if (
     typeof envelope.data === "string" &&

@@ -1,0 +1,52 @@
+// issue-serving-cert: a Service asks for a serving certificate by annotation; keep its TLS Secret correct.
+import { z } from "zod";
+import { defineFunction } from "../../shared/runtime/define.ts";
+import { apiServerEvent } from "../../shared/events/knative.ts";
+import { CaStore } from "../../shared/ca-store/store.ts";
+import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { reconcileService, type ServingCertDeps } from "../../shared/serving-cert/reconcile.ts";
+import { servicesUsingSecret } from "../../shared/serving-cert/lookup.ts";
+import { forbidden } from "../../shared/runtime/errors.ts";
+
+export default defineFunction({
+  name: "issue-serving-cert",
+  description: "issues and renews the TLS Secret of every Service annotated service.beta.openshift.io/serving-cert-secret-name",
+  config: {
+    ...caStoreConfigShape,
+    SERVING_CERT_VALIDITY_DAYS: z.coerce.number().int().min(1).max(3650).default(730).describe("lifetime of a serving certificate"),
+    SERVING_CERT_REFRESH_FRACTION: z.coerce
+      .number()
+      .gt(0)
+      .lt(1)
+      .default(1 / 3)
+      .describe("re-issue when less than this fraction of the lifetime remains"),
+  },
+  event: apiServerEvent([
+    { apiVersion: "v1", kind: "Service" },
+    { apiVersion: "v1", kind: "Secret" },
+  ]),
+  init({ config, kube, clock, log }): ServingCertDeps {
+    return {
+      kube: kube(),
+      ca: new CaStore(kube(), caLocationFrom(config), clock, log),
+      clock,
+      log,
+      validityDays: config.SERVING_CERT_VALIDITY_DAYS,
+      refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
+    };
+  },
+  async handle(event, { state, log }) {
+    const { namespace, name, kind } = event.ref;
+    if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
+    const deps = { ...state, log };
+    if (kind === "Service") {
+      if (event.action === "delete") return { outcome: "service-gone" };
+      return { ...(await reconcileService(deps, namespace, name)) };
+    }
+    // A Secret changed or went away: the Services that asked for it decide what happens.
+    const services = await servicesUsingSecret(state.kube, namespace, name);
+    const results = [];
+    for (const svc of services) results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
+    return { outcome: results.length ? "checked" : "unrelated", services: results };
+  },
+});

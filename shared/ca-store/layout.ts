@@ -1,0 +1,41 @@
+// Where CA state lives and what each key holds; the one definition every function reads.
+import { z } from "zod";
+
+export const caStoreConfigShape = {
+  CA_NAMESPACE: z.string().min(1).default("service-ca").describe("namespace of the CA Secret and the published bundle"),
+  CA_SECRET_NAME: z.string().min(1).default("signing-key").describe("Secret holding the CA certificate and key"),
+  CA_BUNDLE_CONFIGMAP_NAME: z
+    .string()
+    .min(1)
+    .default("signing-cabundle")
+    .describe("ConfigMap the CA bundle is published in (readable without the key)"),
+};
+
+export interface CaLocation {
+  namespace: string;
+  secretName: string;
+  bundleConfigMapName: string;
+}
+
+export const caLocationFrom = (c: {
+  CA_NAMESPACE: string;
+  CA_SECRET_NAME: string;
+  CA_BUNDLE_CONFIGMAP_NAME: string;
+}): CaLocation => ({
+  namespace: c.CA_NAMESPACE,
+  secretName: c.CA_SECRET_NAME,
+  bundleConfigMapName: c.CA_BUNDLE_CONFIGMAP_NAME,
+});
+
+/** Keys of the CA Secret. */
+export const caKeys = {
+  cert: "tls.crt",
+  key: "tls.key",
+  /** Every CA certificate a client should trust now (current, plus the previous CA's material in an overlap). */
+  bundle: "ca-bundle.crt",
+  /** Certificates appended to every serving certificate after a rotation, so old-bundle clients trust new leaves. */
+  chain: "intermediate-ca.crt",
+} as const;
+
+export const BUNDLE_KEY = "ca-bundle.crt";
+export const MANAGED_BY_LABEL = { "app.kubernetes.io/managed-by": "service-ca-functions" };

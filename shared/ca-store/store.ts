@@ -1,0 +1,146 @@
+// The CA in its Secret: read it, create it exactly once across racing replicas, publish its bundle.
+import type * as k8s from "@kubernetes/client-node";
+import type { x509 } from "../pki/x509.ts";
+import {
+  commonName,
+  createAuthority,
+  decodeBundle,
+  encodeBundle,
+  importPrivateKeyPem,
+  parseCertificates,
+  trustedAt,
+  type Signer,
+} from "../pki/index.ts";
+import { classifyKubeError, isConflict, type Kube } from "../kube/client.ts";
+import { apply, readOptional } from "../kube/objects.ts";
+import { recordEvent } from "../kube/events.ts";
+import { FunctionError } from "../runtime/errors.ts";
+import type { Clock } from "../runtime/clock.ts";
+import type { Logger } from "../runtime/logger.ts";
+import { BUNDLE_KEY, caKeys, MANAGED_BY_LABEL, type CaLocation } from "./layout.ts";
+
+export interface CaMaterial {
+  resourceVersion: string;
+  signer: Signer;
+  /** CN of the current CA: `service-ca-functions-signer@<unix-seconds>`. */
+  name: string;
+  /** PEM appended after each serving certificate (empty until a rotation). */
+  chainPem: string;
+  /** Certificates to trust, expired ones already dropped. */
+  bundle: x509.X509Certificate[];
+  bundlePem: string;
+}
+
+const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+const unb64 = (s: string | undefined) => (s ? Buffer.from(s, "base64").toString("utf8") : "");
+
+export class CaStore {
+  private cached?: CaMaterial;
+
+  constructor(
+    private readonly kube: Kube,
+    private readonly where: CaLocation,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  /** The current signing material, creating the CA if there is none yet. */
+  async signingMaterial(): Promise<CaMaterial> {
+    const secret = await this.readSecret();
+    return secret ? this.materialFrom(secret) : this.bootstrap();
+  }
+
+  private readSecret(): Promise<k8s.V1Secret | undefined> {
+    const { namespace, secretName: name } = this.where;
+    return readOptional(`CA Secret ${namespace}/${name}`, () => this.kube.core.readNamespacedSecret({ namespace, name }));
+  }
+
+  private async bootstrap(): Promise<CaMaterial> {
+    const now = this.clock.now();
+    const ca = await createAuthority({ now });
+    const { namespace, secretName: name } = this.where;
+    const body: k8s.V1Secret = {
+      metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
+      type: "kubernetes.io/tls",
+      data: {
+        [caKeys.cert]: b64(ca.certPem),
+        [caKeys.key]: b64(ca.keyPem),
+        [caKeys.bundle]: b64(ca.certPem),
+      },
+    };
+    try {
+      const created = await this.kube.core.createNamespacedSecret({ namespace, body });
+      const material = await this.materialFrom(created);
+      this.log.info("created the service CA", { ca: material.name, notAfter: ca.cert.notAfter.toISOString() });
+      await recordEvent(
+        this.kube,
+        this.log,
+        { apiVersion: "v1", kind: "Secret", namespace, name, uid: created.metadata?.uid },
+        {
+          type: "Normal",
+          reason: "ServiceCACreated",
+          message: `created CA ${material.name}, valid until ${ca.cert.notAfter.toISOString()}`,
+          component: "service-ca-functions",
+          now,
+        },
+      );
+      await this.publishBundle(material);
+      return material;
+    } catch (err) {
+      if (!isConflict(err)) throw classifyKubeError(err, `create CA Secret ${namespace}/${name}`);
+      // Another replica won the race: its CA is the CA.
+      const winner = await this.readSecret();
+      if (!winner) throw new FunctionError("transient", "CA Secret vanished right after a create conflict");
+      return this.materialFrom(winner);
+    }
+  }
+
+  private async materialFrom(secret: k8s.V1Secret): Promise<CaMaterial> {
+    const rv = secret.metadata?.resourceVersion ?? "";
+    if (this.cached && this.cached.resourceVersion === rv) return this.cached;
+    const data = secret.data ?? {};
+    const certPem = unb64(data[caKeys.cert]);
+    const keyPem = unb64(data[caKeys.key]);
+    let cert: x509.X509Certificate | undefined;
+    let key: CryptoKey;
+    try {
+      cert = parseCertificates(certPem)[0];
+      if (!cert) throw new Error(`${caKeys.cert} holds no certificate`);
+      key = await importPrivateKeyPem(keyPem);
+    } catch (err) {
+      throw new FunctionError(
+        "internal",
+        `CA Secret ${this.where.namespace}/${this.where.secretName} is unusable: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    const bundleSource = unb64(data[caKeys.bundle]) || certPem;
+    const bundle = trustedAt(decodeBundle(bundleSource), this.clock.now());
+    const material: CaMaterial = {
+      resourceVersion: rv,
+      signer: { cert, key },
+      name: commonName(cert) ?? cert.subject,
+      chainPem: unb64(data[caKeys.chain]),
+      bundle,
+      bundlePem: encodeBundle(bundle),
+    };
+    this.cached = material;
+    return material;
+  }
+
+  /** Makes the published bundle ConfigMap hold `material`'s bundle; returns whether it wrote. */
+  async publishBundle(material: CaMaterial): Promise<boolean> {
+    const { namespace, bundleConfigMapName: name } = this.where;
+    const current = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
+      this.kube.core.readNamespacedConfigMap({ namespace, name }),
+    );
+    if (current?.data?.[BUNDLE_KEY] === material.bundlePem) return false;
+    await apply<k8s.V1ConfigMap>(this.kube, {
+      apiVersion: "v1",
+      kind: "ConfigMap",
+      metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
+      data: { [BUNDLE_KEY]: material.bundlePem },
+    });
+    this.log.info("published the CA bundle", { configMap: `${namespace}/${name}`, certificates: material.bundle.length });
+    return true;
+  }
+}

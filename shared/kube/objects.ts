@@ -1,0 +1,58 @@
+// Typed reads and writes shared by the functions: 404 as undefined, patches with our field manager.
+import * as k8s from "@kubernetes/client-node";
+import { classifyKubeError, isNotFound, type Kube } from "./client.ts";
+
+export const FIELD_MANAGER = "service-ca-functions";
+
+/** Runs a read; a 404 is `undefined`, any other failure a classified error. */
+export async function readOptional<T>(what: string, read: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await read();
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw classifyKubeError(err, `read ${what}`);
+  }
+}
+
+/** Runs a write; failures become classified errors (conflicts stay recognisable as kind "conflict"). */
+export async function write<T>(what: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    throw classifyKubeError(err, what);
+  }
+}
+
+export interface ObjectKey {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+}
+
+/** A JSON merge patch; a `resourceVersion` in it makes the write conditional (409 if the object moved on). */
+export function mergePatch<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  key: ObjectKey,
+  patch: { metadata?: Record<string, unknown>; [field: string]: unknown },
+): Promise<T> {
+  const body = {
+    ...patch,
+    apiVersion: key.apiVersion,
+    kind: key.kind,
+    metadata: { ...(patch.metadata ?? {}), name: key.name, ...(key.namespace ? { namespace: key.namespace } : {}) },
+  };
+  return write(`patch ${describe(key)}`, () =>
+    kube.objects.patch<T>(body as T, undefined, undefined, FIELD_MANAGER, undefined, k8s.PatchStrategy.MergePatch),
+  );
+}
+
+/** Server-side apply of just the fields in `intent`, owned by `fieldManager`; others keep theirs. */
+export function apply<T extends k8s.KubernetesObject>(kube: Kube, intent: T, fieldManager = FIELD_MANAGER): Promise<T> {
+  return write(`apply ${intent.kind} ${intent.metadata?.namespace ?? ""}/${intent.metadata?.name}`, () =>
+    kube.objects.patch<T>(intent, undefined, undefined, fieldManager, true, k8s.PatchStrategy.ServerSideApply),
+  );
+}
+
+export const describe = (key: ObjectKey) =>
+  `${key.kind} ${key.namespace ? `${key.namespace}/` : ""}${key.name}`;

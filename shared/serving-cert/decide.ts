@@ -1,0 +1,49 @@
+// Whether a Service's Secret needs a new certificate, and why: pure, so every rule is unit-tested.
+import type { x509 } from "../pki/x509.ts";
+import { dnsNames, isIssuedBy, keyMatchesCertificate, sameNames, tryParseLeaf, type KeyAlgorithm } from "../pki/index.ts";
+import { annotations } from "./annotations.ts";
+
+export const TLS_KEYS = ["tls.crt", "tls.key"] as const;
+
+export interface SecretView {
+  annotations: Record<string, string>;
+  /** decoded data */
+  data: Record<string, string>;
+}
+
+export interface Wanted {
+  hostnames: string[];
+  keyAlgorithm: KeyAlgorithm;
+  currentCa: x509.X509Certificate;
+  now: Date;
+  /** Re-issue when less than this fraction of the certificate's lifetime remains. */
+  refreshFraction: number;
+}
+
+export async function reissueReason(secret: SecretView | undefined, want: Wanted): Promise<string | undefined> {
+  if (!secret) return "secret missing";
+  const crt = secret.data["tls.crt"];
+  const key = secret.data["tls.key"];
+  if (!crt || !key) return "tls.crt or tls.key missing";
+  const leaf = tryParseLeaf(crt);
+  if (!leaf) return "tls.crt does not parse";
+  if (!keyMatchesCertificate(key, leaf)) return "tls.key does not match tls.crt";
+  if (!(await isIssuedBy(leaf, want.currentCa))) return "issued by a CA that is not the current one";
+  if (!sameNames(dnsNames(leaf), want.hostnames)) return "hostnames changed";
+  if (keyAlgorithmOf(leaf) !== want.keyAlgorithm) return `key algorithm is not ${want.keyAlgorithm}`;
+  if (!secret.annotations[annotations.expiry]) return "expiry annotation missing";
+  const lifetime = leaf.notAfter.getTime() - leaf.notBefore.getTime();
+  const remaining = leaf.notAfter.getTime() - want.now.getTime();
+  if (remaining < lifetime * want.refreshFraction) return "close to expiry";
+  return undefined;
+}
+
+export function keyAlgorithmOf(cert: x509.X509Certificate): KeyAlgorithm | "other" {
+  const alg = cert.publicKey.algorithm as { name?: string; namedCurve?: string };
+  if (alg.name === "RSASSA-PKCS1-v1_5" || alg.name === "RSA-PSS" || alg.name === "RSA-OAEP") return "rsa-2048";
+  if (alg.name === "ECDSA" && alg.namedCurve === "P-256") return "ecdsa-p256";
+  return "other";
+}
+
+/** Data keys in our Secret that are not ours; they are stripped without re-issuing. */
+export const extraKeys = (secret: SecretView) => Object.keys(secret.data).filter((k) => !(TLS_KEYS as readonly string[]).includes(k));

@@ -1,0 +1,217 @@
+// Brings one Service's serving-certificate Secret to the state it should have, writing only what differs.
+import type * as k8s from "@kubernetes/client-node";
+import { servingHostnames, signServingCertificate, type KeyAlgorithm } from "../pki/index.ts";
+import { isConflict, type Kube } from "../kube/client.ts";
+import { mergePatch, readOptional, write } from "../kube/objects.ts";
+import { recordEvent } from "../kube/events.ts";
+import { FunctionError } from "../runtime/errors.ts";
+import type { Clock } from "../runtime/clock.ts";
+import type { Logger } from "../runtime/logger.ts";
+import type { CaMaterial, CaStore } from "../ca-store/store.ts";
+import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
+import { annotations, failureCount, MAX_FAILURES, originatingUid, requestedSecretName } from "./annotations.ts";
+import { extraKeys, reissueReason, type SecretView } from "./decide.ts";
+
+export interface ServingCertDeps {
+  kube: Kube;
+  ca: CaStore;
+  clock: Clock;
+  log: Logger;
+  validityDays: number;
+  refreshFraction: number;
+}
+
+export interface ReconcileOptions {
+  /**
+   * Count a failure again even when the Service already shows the same error. Events repeat (including the
+   * update our own annotation write causes), so only the periodic scan counts repeats: a foreign Secret costs
+   * one attempt per scan, and the tenth gives up.
+   */
+  countRepeatedFailure?: boolean;
+}
+
+export type Outcome =
+  | "service-gone"
+  | "not-annotated"
+  | "gave-up"
+  | "foreign-secret"
+  | "issued"
+  | "stripped"
+  | "current";
+
+export interface ReconcileResult {
+  outcome: Outcome;
+  secret?: string;
+  reason?: string;
+}
+
+const COMPONENT = "service-ca-functions/issue-serving-cert";
+const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
+const decodeData = (data: Record<string, string> | undefined) =>
+  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+
+export async function reconcileService(
+  deps: ServingCertDeps,
+  namespace: string,
+  name: string,
+  opts: ReconcileOptions = {},
+): Promise<ReconcileResult> {
+  // A lost create/update race means another replica wrote first: re-read and judge again.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await reconcileOnce(deps, namespace, name, opts);
+    } catch (err) {
+      if (!(err instanceof FunctionError && err.kind === "conflict") || attempt >= 3) throw err;
+      deps.log.debug("write conflict; re-reading", { service: `${namespace}/${name}`, attempt });
+    }
+  }
+}
+
+async function reconcileOnce(
+  deps: ServingCertDeps,
+  namespace: string,
+  name: string,
+  opts: ReconcileOptions,
+): Promise<ReconcileResult> {
+  const { kube } = deps;
+  const svc = await readOptional(`Service ${namespace}/${name}`, () => kube.core.readNamespacedService({ namespace, name }));
+  if (!svc) return { outcome: "service-gone" };
+  const secretName = requestedSecretName(svc);
+  if (!secretName) return { outcome: "not-annotated" };
+  if (failureCount(svc) >= MAX_FAILURES) return { outcome: "gave-up", secret: secretName };
+
+  const material = await deps.ca.signingMaterial();
+  const secret = await readOptional(`Secret ${namespace}/${secretName}`, () =>
+    kube.core.readNamespacedSecret({ namespace, name: secretName }),
+  );
+  const uid = svc.metadata?.uid ?? "";
+  if (secret && originatingUid(secret) !== uid) {
+    const message = `Secret ${namespace}/${secretName} exists and was not created for this Service (uid ${uid}); it is left untouched. Delete it or choose another name.`;
+    if (svc.metadata?.annotations?.[annotations.error] !== message || opts.countRepeatedFailure) {
+      await recordFailure(deps, svc, message);
+    }
+    return { outcome: "foreign-secret", secret: secretName, reason: message };
+  }
+
+  const headless = svc.spec?.clusterIP === "None";
+  const keyAlgorithm: KeyAlgorithm =
+    svc.metadata?.annotations?.[annotations.keyAlgorithm] === "ecdsa-p256" ? "ecdsa-p256" : "rsa-2048";
+  const view: SecretView | undefined = secret
+    ? { annotations: secret.metadata?.annotations ?? {}, data: decodeData(secret.data) }
+    : undefined;
+  const reason = await reissueReason(view, {
+    hostnames: servingHostnames(name, namespace, headless),
+    keyAlgorithm,
+    currentCa: material.signer.cert,
+    now: deps.clock.now(),
+    refreshFraction: deps.refreshFraction,
+  });
+
+  let outcome: Outcome = "current";
+  if (reason) {
+    await issue(deps, svc, secretName, secret, material, { headless, keyAlgorithm });
+    deps.log.info("issued serving certificate", { service: `${namespace}/${name}`, secret: secretName, reason });
+    outcome = "issued";
+  } else if (view && extraKeys(view).length > 0) {
+    const stripped = Object.fromEntries(extraKeys(view).map((k) => [k, null]));
+    await mergePatch(kube, { apiVersion: "v1", kind: "Secret", namespace, name: secretName }, {
+      metadata: { resourceVersion: secret!.metadata?.resourceVersion },
+      data: stripped,
+    });
+    outcome = "stripped";
+  }
+  await markSigned(deps, svc, material);
+  return { outcome, secret: secretName, ...(reason ? { reason } : {}) };
+}
+
+async function issue(
+  deps: ServingCertDeps,
+  svc: k8s.V1Service,
+  secretName: string,
+  existing: k8s.V1Secret | undefined,
+  material: CaMaterial,
+  opts: { headless: boolean; keyAlgorithm: KeyAlgorithm },
+): Promise<void> {
+  const namespace = svc.metadata!.namespace!;
+  const name = svc.metadata!.name!;
+  const leaf = await signServingCertificate({
+    signer: material.signer,
+    hostnames: servingHostnames(name, namespace, opts.headless),
+    now: deps.clock.now(),
+    validityDays: deps.validityDays,
+    keyAlgorithm: opts.keyAlgorithm,
+  });
+  const body: k8s.V1Secret = {
+    apiVersion: "v1",
+    kind: "Secret",
+    metadata: {
+      name: secretName,
+      namespace,
+      labels: { ...(existing?.metadata?.labels ?? {}), ...MANAGED_BY_LABEL },
+      annotations: {
+        ...(existing?.metadata?.annotations ?? {}),
+        [annotations.originName]: name,
+        [annotations.originUid]: svc.metadata!.uid!,
+        [annotations.expiry]: leaf.cert.notAfter.toISOString().replace(/\.\d{3}Z$/, "Z"),
+      },
+      ownerReferences: [{ apiVersion: "v1", kind: "Service", name, uid: svc.metadata!.uid! }],
+      ...(existing ? { resourceVersion: existing.metadata!.resourceVersion } : {}),
+    },
+    type: "kubernetes.io/tls",
+    data: { "tls.crt": b64(leaf.certPem + material.chainPem), "tls.key": b64(leaf.keyPem) },
+  };
+  if (existing) {
+    // resourceVersion makes the replace conditional: a concurrent writer turns this into a 409, then a re-read.
+    await write(`replace Secret ${namespace}/${secretName}`, () =>
+      deps.kube.core.replaceNamespacedSecret({ namespace, name: secretName, body }),
+    );
+  } else {
+    try {
+      await deps.kube.core.createNamespacedSecret({ namespace, body });
+    } catch (err) {
+      if (isConflict(err)) throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
+      throw err;
+    }
+  }
+}
+
+/** On success: signed-by names the CA, and the error annotations go away. Writes only if that changes anything. */
+async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: CaMaterial): Promise<void> {
+  const a = svc.metadata?.annotations ?? {};
+  if (a[annotations.signedBy] === material.name && !(annotations.error in a) && !(annotations.errorNum in a)) return;
+  await mergePatch(deps.kube, serviceKey(svc), {
+    metadata: {
+      annotations: { [annotations.signedBy]: material.name, [annotations.error]: null, [annotations.errorNum]: null },
+    },
+  });
+}
+
+async function recordFailure(deps: ServingCertDeps, svc: k8s.V1Service, message: string): Promise<void> {
+  const count = failureCount(svc) + 1;
+  await mergePatch(deps.kube, serviceKey(svc), {
+    metadata: {
+      resourceVersion: svc.metadata?.resourceVersion,
+      annotations: { [annotations.error]: message, [annotations.errorNum]: String(count) },
+    },
+  });
+  deps.log.warn("serving certificate not issued", { service: `${svc.metadata?.namespace}/${svc.metadata?.name}`, error: message, failures: count });
+  await recordEvent(
+    deps.kube,
+    deps.log,
+    { ...serviceKey(svc), namespace: svc.metadata!.namespace!, uid: svc.metadata?.uid },
+    {
+      type: "Warning",
+      reason: "ServingCertSecretConflict",
+      message: count >= MAX_FAILURES ? `${message} Giving up after ${count} attempts; clear ${annotations.errorNum} to retry.` : message,
+      component: COMPONENT,
+      now: deps.clock.now(),
+    },
+  );
+}
+
+const serviceKey = (svc: k8s.V1Service) => ({
+  apiVersion: "v1",
+  kind: "Service",
+  name: svc.metadata!.name!,
+  namespace: svc.metadata!.namespace!,
+});

@@ -1,0 +1,141 @@
+// shared/pki on its own: what a CA and a serving certificate contain, and the checks built on them.
+import { before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { x509 } from "../../shared/pki/x509.ts";
+import {
+  CA_VALIDITY_DAYS,
+  DAY_MS,
+  commonName,
+  createAuthority,
+  decodeBundle,
+  dnsNames,
+  encodeBundle,
+  importPrivateKeyPem,
+  isIssuedBy,
+  keyMatchesCertificate,
+  servingHostnames,
+  signServingCertificate,
+  trustedAt,
+  type Signer,
+} from "../../shared/pki/index.ts";
+import { keyAlgorithmOf, reissueReason } from "../../shared/serving-cert/decide.ts";
+import { annotations } from "../../shared/serving-cert/annotations.ts";
+
+const t0 = new Date("2026-01-01T00:00:00Z");
+let ca: Awaited<ReturnType<typeof createAuthority>>;
+let signer: Signer;
+
+before(async () => {
+  ca = await createAuthority({ now: t0 });
+  signer = { cert: ca.cert, key: await importPrivateKeyPem(ca.keyPem) };
+});
+
+describe("certificate authority", () => {
+  it("is a self-signed RSA-2048 CA with a per-generation subject, valid 790 days from a second ago", async () => {
+    assert.equal(commonName(ca.cert), `service-ca-functions-signer@${t0.getTime() / 1000}`);
+    assert.equal(ca.cert.subject, ca.cert.issuer);
+    assert.equal(ca.cert.notBefore.getTime(), t0.getTime() - 1000);
+    assert.equal(ca.cert.notAfter.getTime(), t0.getTime() + CA_VALIDITY_DAYS * DAY_MS);
+    assert.equal(ca.cert.getExtension(x509.BasicConstraintsExtension)?.ca, true);
+    const usages = ca.cert.getExtension(x509.KeyUsagesExtension)!.usages;
+    assert.ok(usages & x509.KeyUsageFlags.keyCertSign && usages & x509.KeyUsageFlags.cRLSign);
+    assert.ok(ca.cert.getExtension(x509.SubjectKeyIdentifierExtension));
+    assert.equal((ca.cert.publicKey.algorithm as RsaHashedKeyAlgorithm).modulusLength, 2048);
+    assert.equal(ca.cert.signatureAlgorithm.name, "RSASSA-PKCS1-v1_5");
+    assert.ok(await ca.cert.verify({ signatureOnly: true }));
+  });
+
+  it("gets a fresh subject every generation", async () => {
+    const next = await createAuthority({ now: new Date(t0.getTime() + 5000) });
+    assert.notEqual(next.cert.subject, ca.cert.subject);
+  });
+});
+
+describe("serving certificate", () => {
+  it("names the Service, has CN = the smallest SAN, serverAuth, and the CA's key identifier", async () => {
+    const leaf = await signServingCertificate({ signer, hostnames: servingHostnames("web", "shop", false), now: t0 });
+    assert.deepEqual(dnsNames(leaf.cert), ["web.shop.svc", "web.shop.svc.cluster.local"]);
+    assert.equal(commonName(leaf.cert), "web.shop.svc");
+    assert.deepEqual([...leaf.cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages], [x509.ExtendedKeyUsage.serverAuth]);
+    const ku = leaf.cert.getExtension(x509.KeyUsagesExtension)!.usages;
+    assert.equal(ku, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+    assert.equal(leaf.cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId, ca.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId);
+    assert.equal(leaf.cert.notAfter.getTime(), t0.getTime() + 730 * DAY_MS);
+    assert.equal(keyAlgorithmOf(leaf.cert), "rsa-2048");
+    assert.ok(keyMatchesCertificate(leaf.keyPem, leaf.cert));
+    assert.ok(await isIssuedBy(leaf.cert, ca.cert));
+  });
+
+  it("adds wildcards for headless Services, CN then being the wildcard", async () => {
+    const names = servingHostnames("db", "data", true);
+    assert.deepEqual(names, ["*.db.data.svc", "*.db.data.svc.cluster.local", "db.data.svc", "db.data.svc.cluster.local"]);
+    const leaf = await signServingCertificate({ signer, hostnames: names, now: t0 });
+    assert.equal(commonName(leaf.cert), "*.db.data.svc");
+  });
+
+  it("uses ECDSA P-256 when asked, still signed SHA256WithRSA by the CA", async () => {
+    const leaf = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: t0, keyAlgorithm: "ecdsa-p256" });
+    assert.equal(keyAlgorithmOf(leaf.cert), "ecdsa-p256");
+    assert.equal(leaf.cert.signatureAlgorithm.name, "RSASSA-PKCS1-v1_5");
+    assert.ok(await isIssuedBy(leaf.cert, ca.cert));
+  });
+
+  it("never outlives its CA", async () => {
+    const late = new Date(ca.cert.notAfter.getTime() - 10 * DAY_MS);
+    const leaf = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: late });
+    assert.equal(leaf.cert.notAfter.getTime(), ca.cert.notAfter.getTime());
+  });
+
+  it("is not issued by another CA, and a different key does not match it", async () => {
+    const other = await createAuthority({ now: t0 });
+    const leaf = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: t0 });
+    assert.equal(await isIssuedBy(leaf.cert, other.cert), false);
+    assert.equal(keyMatchesCertificate(other.keyPem, leaf.cert), false);
+    assert.equal(keyMatchesCertificate("not a key", leaf.cert), false);
+  });
+});
+
+describe("bundles", () => {
+  it("round-trip through PEM and drop expired and duplicate certificates", async () => {
+    const short = await createAuthority({ now: t0, validityDays: 10 });
+    const pem = encodeBundle([ca.cert, short.cert, ca.cert]);
+    const decoded = decodeBundle(pem);
+    assert.equal(decoded.length, 3);
+    assert.equal(trustedAt(decoded, t0).length, 2);
+    assert.deepEqual(trustedAt(decoded, new Date(t0.getTime() + 11 * DAY_MS)).map((c) => c.serialNumber), [ca.cert.serialNumber]);
+  });
+});
+
+describe("when a serving certificate is re-issued", () => {
+  const want = (now: Date, hostnames = ["web.shop.svc", "web.shop.svc.cluster.local"]) => ({
+    hostnames,
+    keyAlgorithm: "rsa-2048" as const,
+    currentCa: ca.cert,
+    now,
+    refreshFraction: 1 / 3,
+  });
+  const secretFor = async (now: Date) => {
+    const leaf = await signServingCertificate({ signer, hostnames: servingHostnames("web", "shop", false), now });
+    return { annotations: { [annotations.expiry]: leaf.cert.notAfter.toISOString() }, data: { "tls.crt": leaf.certPem, "tls.key": leaf.keyPem } };
+  };
+
+  it("is not re-issued while current, and is once two thirds of its life have passed", async () => {
+    const s = await secretFor(t0);
+    assert.equal(await reissueReason(s, want(t0)), undefined);
+    assert.equal(await reissueReason(s, want(new Date(t0.getTime() + 480 * DAY_MS))), undefined);
+    assert.equal(await reissueReason(s, want(new Date(t0.getTime() + 490 * DAY_MS))), "close to expiry");
+  });
+
+  it("is re-issued for each broken or outdated part", async () => {
+    const s = await secretFor(t0);
+    const other = await createAuthority({ now: t0 });
+    assert.equal(await reissueReason(undefined, want(t0)), "secret missing");
+    assert.equal(await reissueReason({ ...s, data: { "tls.crt": s.data["tls.crt"] } }, want(t0)), "tls.crt or tls.key missing");
+    assert.equal(await reissueReason({ ...s, data: { ...s.data, "tls.crt": "garbage" } }, want(t0)), "tls.crt does not parse");
+    assert.equal(await reissueReason({ ...s, data: { ...s.data, "tls.key": other.keyPem } }, want(t0)), "tls.key does not match tls.crt");
+    assert.equal(await reissueReason(s, { ...want(t0), currentCa: other.cert }), "issued by a CA that is not the current one");
+    assert.equal(await reissueReason(s, want(t0, servingHostnames("web", "shop", true))), "hostnames changed");
+    assert.equal(await reissueReason(s, { ...want(t0), keyAlgorithm: "ecdsa-p256" }), "key algorithm is not ecdsa-p256");
+    assert.equal(await reissueReason({ ...s, annotations: {} }, want(t0)), "expiry annotation missing");
+  });
+});
