@@ -13,4 +13,8 @@ export default tseslint.config(
       "no-console": "off",
     },
   },
+  {
+    files: ["**/*.mjs", "**/*.js"],
+    languageOptions: { globals: { console: "readonly", process: "readonly" } },
+  },
 );

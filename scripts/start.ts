@@ -22,7 +22,10 @@ process.on("SIGTERM", () => void stop(0));
 try {
   const logs = join(plane.dir, "logs");
   for (const name of functionNames()) {
-    const fn = await startFunction(name, { kubeconfig: plane.kubeconfig, logFile: join(logs, `${name}.log`) });
+    const fn = await startFunction(name, {
+      kubeconfig: plane.kubeconfig,
+      logFile: join(logs, `${name}.log`),
+    });
     running.push(fn);
     console.log(`function ${name}: ${fn.url}`);
   }

@@ -41,7 +41,9 @@ if (!skipChecks) {
   }
 }
 
-const files = testFiles(join(root, "test")).filter((f) => filters.length === 0 || filters.some((p) => f.includes(p)));
+const files = testFiles(join(root, "test")).filter(
+  (f) => filters.length === 0 || filters.some((p) => f.includes(p)),
+);
 const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
 const stop = async () => {
   await plane.stop();

@@ -10,10 +10,17 @@ import { forbidden } from "../../shared/runtime/errors.ts";
 
 export default defineFunction({
   name: "issue-serving-cert",
-  description: "issues and renews the TLS Secret of every Service annotated service.beta.openshift.io/serving-cert-secret-name",
+  description:
+    "issues and renews the TLS Secret of every Service annotated service.beta.openshift.io/serving-cert-secret-name",
   config: {
     ...caStoreConfigShape,
-    SERVING_CERT_VALIDITY_DAYS: z.coerce.number().int().min(1).max(3650).default(730).describe("lifetime of a serving certificate"),
+    SERVING_CERT_VALIDITY_DAYS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(3650)
+      .default(730)
+      .describe("lifetime of a serving certificate"),
     SERVING_CERT_REFRESH_FRACTION: z.coerce
       .number()
       .gt(0)
@@ -46,7 +53,8 @@ export default defineFunction({
     // A Secret changed or went away: the Services that asked for it decide what happens.
     const services = await servicesUsingSecret(state.kube, namespace, name);
     const results = [];
-    for (const svc of services) results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
+    for (const svc of services)
+      results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
     return { outcome: results.length ? "checked" : "unrelated", services: results };
   },
 });

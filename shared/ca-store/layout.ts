@@ -2,8 +2,16 @@
 import { z } from "zod";
 
 export const caStoreConfigShape = {
-  CA_NAMESPACE: z.string().min(1).default("service-ca").describe("namespace of the CA Secret and the published bundle"),
-  CA_SECRET_NAME: z.string().min(1).default("signing-key").describe("Secret holding the CA certificate and key"),
+  CA_NAMESPACE: z
+    .string()
+    .min(1)
+    .default("service-ca")
+    .describe("namespace of the CA Secret and the published bundle"),
+  CA_SECRET_NAME: z
+    .string()
+    .min(1)
+    .default("signing-key")
+    .describe("Secret holding the CA certificate and key"),
   CA_BUNDLE_CONFIGMAP_NAME: z
     .string()
     .min(1)

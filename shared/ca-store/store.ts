@@ -52,7 +52,9 @@ export class CaStore {
 
   private readSecret(): Promise<k8s.V1Secret | undefined> {
     const { namespace, secretName: name } = this.where;
-    return readOptional(`CA Secret ${namespace}/${name}`, () => this.kube.core.readNamespacedSecret({ namespace, name }));
+    return readOptional(`CA Secret ${namespace}/${name}`, () =>
+      this.kube.core.readNamespacedSecret({ namespace, name }),
+    );
   }
 
   private async bootstrap(): Promise<CaMaterial> {
@@ -71,7 +73,10 @@ export class CaStore {
     try {
       const created = await this.kube.core.createNamespacedSecret({ namespace, body });
       const material = await this.materialFrom(created);
-      this.log.info("created the service CA", { ca: material.name, notAfter: ca.cert.notAfter.toISOString() });
+      this.log.info("created the service CA", {
+        ca: material.name,
+        notAfter: ca.cert.notAfter.toISOString(),
+      });
       await recordEvent(
         this.kube,
         this.log,
@@ -140,7 +145,10 @@ export class CaStore {
       metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
       data: { [BUNDLE_KEY]: material.bundlePem },
     });
-    this.log.info("published the CA bundle", { configMap: `${namespace}/${name}`, certificates: material.bundle.length });
+    this.log.info("published the CA bundle", {
+      configMap: `${namespace}/${name}`,
+      certificates: material.bundle.length,
+    });
     return true;
   }
 }

@@ -60,7 +60,10 @@ export interface WatchedKind {
  * malformed for this function: the source is wired wrong or the event is forged.
  */
 export function apiServerEvent(kinds: WatchedKind[]) {
-  const types = apiServerActions.flatMap((a) => [apiServerEventType("ref", a), apiServerEventType("resource", a)]);
+  const types = apiServerActions.flatMap((a) => [
+    apiServerEventType("ref", a),
+    apiServerEventType("resource", a),
+  ]);
   const accepts = (apiVersion: string, kind: string) =>
     kinds.some((k) => k.kind === kind && (k.apiVersion === undefined || k.apiVersion === apiVersion));
   const wanted = kinds.map((k) => (k.apiVersion ? `${k.apiVersion}/${k.kind}` : k.kind)).join(", ");

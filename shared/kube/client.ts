@@ -39,11 +39,14 @@ export function classifyKubeError(err: unknown, action: string): FunctionError {
   if (err instanceof FunctionError) return err;
   const code = statusOf(err);
   const reason = apiMessage(err);
-  if (code === undefined) return new FunctionError("transient", `${action}: ${reason}`, undefined, { cause: err });
+  if (code === undefined)
+    return new FunctionError("transient", `${action}: ${reason}`, undefined, { cause: err });
   if (code === 403 || code === 401)
     return new FunctionError("forbidden", `${action}: ${reason}`, { status: code }, { cause: err });
-  if (code === 404) return new FunctionError("notFound", `${action}: ${reason}`, { status: code }, { cause: err });
-  if (code === 409) return new FunctionError("conflict", `${action}: ${reason}`, { status: code }, { cause: err });
+  if (code === 404)
+    return new FunctionError("notFound", `${action}: ${reason}`, { status: code }, { cause: err });
+  if (code === 409)
+    return new FunctionError("conflict", `${action}: ${reason}`, { status: code }, { cause: err });
   if (code === 429 || code >= 500)
     return new FunctionError("transient", `${action}: ${reason}`, { status: code }, { cause: err });
   return new FunctionError("internal", `${action}: ${reason}`, { status: code }, { cause: err });

@@ -20,7 +20,12 @@ export interface EventOptions {
 }
 
 /** Records an Event; failing to record one is logged, never fatal to the work it describes. */
-export async function recordEvent(kube: Kube, log: Logger, target: EventTarget, opts: EventOptions): Promise<void> {
+export async function recordEvent(
+  kube: Kube,
+  log: Logger,
+  target: EventTarget,
+  opts: EventOptions,
+): Promise<void> {
   const event: k8s.CoreV1Event = {
     metadata: { generateName: `${target.name}.`, namespace: target.namespace },
     involvedObject: { ...target },
@@ -37,6 +42,9 @@ export async function recordEvent(kube: Kube, log: Logger, target: EventTarget, 
   try {
     await kube.core.createNamespacedEvent({ namespace: target.namespace, body: event });
   } catch (err) {
-    log.warn("could not record event", { reason: opts.reason, error: err instanceof Error ? err.message : String(err) });
+    log.warn("could not record event", {
+      reason: opts.reason,
+      error: err instanceof Error ? err.message : String(err),
+    });
   }
 }

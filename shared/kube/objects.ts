@@ -40,17 +40,39 @@ export function mergePatch<T extends k8s.KubernetesObject>(
     ...patch,
     apiVersion: key.apiVersion,
     kind: key.kind,
-    metadata: { ...(patch.metadata ?? {}), name: key.name, ...(key.namespace ? { namespace: key.namespace } : {}) },
+    metadata: {
+      ...(patch.metadata ?? {}),
+      name: key.name,
+      ...(key.namespace ? { namespace: key.namespace } : {}),
+    },
   };
   return write(`patch ${describe(key)}`, () =>
-    kube.objects.patch<T>(body as T, undefined, undefined, FIELD_MANAGER, undefined, k8s.PatchStrategy.MergePatch),
+    kube.objects.patch<T>(
+      body as T,
+      undefined,
+      undefined,
+      FIELD_MANAGER,
+      undefined,
+      k8s.PatchStrategy.MergePatch,
+    ),
   );
 }
 
 /** Server-side apply of just the fields in `intent`, owned by `fieldManager`; others keep theirs. */
-export function apply<T extends k8s.KubernetesObject>(kube: Kube, intent: T, fieldManager = FIELD_MANAGER): Promise<T> {
+export function apply<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  intent: T,
+  fieldManager = FIELD_MANAGER,
+): Promise<T> {
   return write(`apply ${intent.kind} ${intent.metadata?.namespace ?? ""}/${intent.metadata?.name}`, () =>
-    kube.objects.patch<T>(intent, undefined, undefined, fieldManager, true, k8s.PatchStrategy.ServerSideApply),
+    kube.objects.patch<T>(
+      intent,
+      undefined,
+      undefined,
+      fieldManager,
+      true,
+      k8s.PatchStrategy.ServerSideApply,
+    ),
   );
 }
 

@@ -17,7 +17,9 @@ export interface CreateAuthorityOptions {
   keys?: CryptoKeyPair;
 }
 
-export async function createAuthority(opts: CreateAuthorityOptions): Promise<IssuedPem & { cert: x509.X509Certificate }> {
+export async function createAuthority(
+  opts: CreateAuthorityOptions,
+): Promise<IssuedPem & { cert: x509.X509Certificate }> {
   const keys = opts.keys ?? (await generateKeyPair("rsa-2048"));
   const nowSeconds = Math.floor(opts.now.getTime() / 1000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -29,7 +31,10 @@ export async function createAuthority(opts: CreateAuthorityOptions): Promise<Iss
     signingAlgorithm: rsaSigning,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+        true,
+      ),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });

@@ -25,7 +25,6 @@ export function keyMatchesCertificate(keyPem: string, cert: x509.X509Certificate
   }
 }
 
-
 export function subjectKeyId(cert: x509.X509Certificate): string | undefined {
   return cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
 }
@@ -59,4 +58,3 @@ export const sameNames = (a: string[], b: string[]) =>
   a.length === b.length && [...a].sort().every((v, i) => v === [...b].sort()[i]);
 
 export const commonName = (cert: x509.X509Certificate) => cert.subjectName.getField("CN")[0];
-

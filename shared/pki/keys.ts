@@ -23,7 +23,8 @@ export async function privateKeyToPem(key: CryptoKey): Promise<string> {
 export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
   const key = createPrivateKey(pem);
   const der = key.export({ type: "pkcs8", format: "der" });
-  const algorithm = key.asymmetricKeyType === "rsa" ? rsaSigning : key.asymmetricKeyType === "ec" ? ecdsaKeyGen : null;
+  const algorithm =
+    key.asymmetricKeyType === "rsa" ? rsaSigning : key.asymmetricKeyType === "ec" ? ecdsaKeyGen : null;
   if (!algorithm) throw new Error(`unsupported private key type ${key.asymmetricKeyType}`);
   return subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
 }

@@ -99,7 +99,8 @@ export function helpText(name: string, description: string, shape: ConfigShape):
   ];
   for (const [key, field] of Object.entries(shape)) {
     const fallback = field.safeParse(undefined);
-    const def = fallback.success && fallback.data !== undefined ? ` (default ${JSON.stringify(fallback.data)})` : "";
+    const def =
+      fallback.success && fallback.data !== undefined ? ` (default ${JSON.stringify(fallback.data)})` : "";
     lines.push(`  ${key.padEnd(28)} ${flagFor(key)}`, `      ${field.description ?? ""}${def}`);
   }
   return lines.join("\n");

@@ -14,8 +14,10 @@ export class FunctionError extends Error {
   }
 }
 
-export const malformed = (message: string, details?: unknown) => new FunctionError("malformed", message, details);
-export const forbidden = (message: string, details?: unknown) => new FunctionError("forbidden", message, details);
+export const malformed = (message: string, details?: unknown) =>
+  new FunctionError("malformed", message, details);
+export const forbidden = (message: string, details?: unknown) =>
+  new FunctionError("forbidden", message, details);
 export const transient = (message: string, cause?: unknown) =>
   new FunctionError("transient", message, undefined, { cause });
 

@@ -11,7 +11,6 @@ import { systemClock } from "./clock.ts";
 import { createKube, loadKubeConfig, type Kube } from "../kube/client.ts";
 import { functionNames, functionsDir } from "./names.ts";
 
-
 const hostShape = {
   ...runtimeConfigShape,
   HOST: z.string().default("0.0.0.0").describe("address to listen on"),

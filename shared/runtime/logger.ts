@@ -18,7 +18,9 @@ export function createLogger(
 ): Logger {
   const emit = (at: LogLevel, msg: string, fields?: Record<string, unknown>) => {
     if (order[at] < order[level]) return;
-    write(JSON.stringify({ time: new Date().toISOString(), level: at, msg, ...base, ...serializable(fields) }));
+    write(
+      JSON.stringify({ time: new Date().toISOString(), level: at, msg, ...base, ...serializable(fields) }),
+    );
   };
   return {
     debug: (m, f) => emit("debug", m, f),

@@ -61,7 +61,11 @@ export function createFunctionHost(
       log = opts.log.child({ ceId: envelope.id, ceType: envelope.type, ceSubject: envelope.subject });
       const parsed = def.event.safeParse(envelope);
       if (!parsed.success) {
-        throw new FunctionError("malformed", `event not accepted by ${def.name}`, z.treeifyError(parsed.error));
+        throw new FunctionError(
+          "malformed",
+          `event not accepted by ${def.name}`,
+          z.treeifyError(parsed.error),
+        );
       }
       const result = await withTimeout(
         def.handle(parsed.data, {
@@ -69,7 +73,12 @@ export function createFunctionHost(
           log,
           clock: opts.clock,
           signal: controller.signal,
-          cloudevent: { id: envelope.id, type: envelope.type, source: envelope.source, subject: envelope.subject },
+          cloudevent: {
+            id: envelope.id,
+            type: envelope.type,
+            source: envelope.source,
+            subject: envelope.subject,
+          },
         }),
         opts.requestTimeoutMs,
         controller,
@@ -90,7 +99,10 @@ export function createFunctionHost(
   });
 
   app.all("/", (_req, res) => {
-    res.status(405).set("Allow", "POST").json({ error: { kind: "malformed", message: "POST a CloudEvent to /" } });
+    res
+      .status(405)
+      .set("Allow", "POST")
+      .json({ error: { kind: "malformed", message: "POST a CloudEvent to /" } });
   });
   app.use((_req, res) => {
     res.status(404).json({ error: { kind: "notFound", message: "no such path" } });
@@ -100,7 +112,9 @@ export function createFunctionHost(
     const e = err as { status?: number; type?: string; message?: string };
     const status = typeof e.status === "number" && e.status >= 400 && e.status < 500 ? e.status : 400;
     const message =
-      e.type === "entity.too.large" ? `body larger than ${opts.bodyLimitBytes} bytes` : (e.message ?? "bad request");
+      e.type === "entity.too.large"
+        ? `body larger than ${opts.bodyLimitBytes} bytes`
+        : (e.message ?? "bad request");
     opts.log.warn("request rejected", { status, error: message });
     res.status(status).json({ error: { kind: "malformed", message } });
   });

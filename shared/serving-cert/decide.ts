@@ -1,6 +1,13 @@
 // Whether a Service's Secret needs a new certificate, and why: pure, so every rule is unit-tested.
 import type { x509 } from "../pki/x509.ts";
-import { dnsNames, isIssuedBy, keyMatchesCertificate, sameNames, tryParseLeaf, type KeyAlgorithm } from "../pki/index.ts";
+import {
+  dnsNames,
+  isIssuedBy,
+  keyMatchesCertificate,
+  sameNames,
+  tryParseLeaf,
+  type KeyAlgorithm,
+} from "../pki/index.ts";
 import { annotations } from "./annotations.ts";
 
 export const TLS_KEYS = ["tls.crt", "tls.key"] as const;
@@ -20,7 +27,10 @@ export interface Wanted {
   refreshFraction: number;
 }
 
-export async function reissueReason(secret: SecretView | undefined, want: Wanted): Promise<string | undefined> {
+export async function reissueReason(
+  secret: SecretView | undefined,
+  want: Wanted,
+): Promise<string | undefined> {
   if (!secret) return "secret missing";
   const crt = secret.data["tls.crt"];
   const key = secret.data["tls.key"];
@@ -40,10 +50,12 @@ export async function reissueReason(secret: SecretView | undefined, want: Wanted
 
 export function keyAlgorithmOf(cert: x509.X509Certificate): KeyAlgorithm | "other" {
   const alg = cert.publicKey.algorithm as { name?: string; namedCurve?: string };
-  if (alg.name === "RSASSA-PKCS1-v1_5" || alg.name === "RSA-PSS" || alg.name === "RSA-OAEP") return "rsa-2048";
+  if (alg.name === "RSASSA-PKCS1-v1_5" || alg.name === "RSA-PSS" || alg.name === "RSA-OAEP")
+    return "rsa-2048";
   if (alg.name === "ECDSA" && alg.namedCurve === "P-256") return "ecdsa-p256";
   return "other";
 }
 
 /** Data keys in our Secret that are not ours; they are stripped without re-issuing. */
-export const extraKeys = (secret: SecretView) => Object.keys(secret.data).filter((k) => !(TLS_KEYS as readonly string[]).includes(k));
+export const extraKeys = (secret: SecretView) =>
+  Object.keys(secret.data).filter((k) => !(TLS_KEYS as readonly string[]).includes(k));

@@ -9,7 +9,13 @@ import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { CaMaterial, CaStore } from "../ca-store/store.ts";
 import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
-import { annotations, failureCount, MAX_FAILURES, originatingUid, requestedSecretName } from "./annotations.ts";
+import {
+  annotations,
+  failureCount,
+  MAX_FAILURES,
+  originatingUid,
+  requestedSecretName,
+} from "./annotations.ts";
 import { extraKeys, reissueReason, type SecretView } from "./decide.ts";
 
 export interface ServingCertDeps {
@@ -31,13 +37,7 @@ export interface ReconcileOptions {
 }
 
 export type Outcome =
-  | "service-gone"
-  | "not-annotated"
-  | "gave-up"
-  | "foreign-secret"
-  | "issued"
-  | "stripped"
-  | "current";
+  "service-gone" | "not-annotated" | "gave-up" | "foreign-secret" | "issued" | "stripped" | "current";
 
 export interface ReconcileResult {
   outcome: Outcome;
@@ -48,7 +48,9 @@ export interface ReconcileResult {
 const COMPONENT = "service-ca-functions/issue-serving-cert";
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const decodeData = (data: Record<string, string> | undefined) =>
-  Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]));
+  Object.fromEntries(
+    Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, "base64").toString("utf8")]),
+  );
 
 export async function reconcileService(
   deps: ServingCertDeps,
@@ -74,7 +76,9 @@ async function reconcileOnce(
   opts: ReconcileOptions,
 ): Promise<ReconcileResult> {
   const { kube } = deps;
-  const svc = await readOptional(`Service ${namespace}/${name}`, () => kube.core.readNamespacedService({ namespace, name }));
+  const svc = await readOptional(`Service ${namespace}/${name}`, () =>
+    kube.core.readNamespacedService({ namespace, name }),
+  );
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };
@@ -110,14 +114,22 @@ async function reconcileOnce(
   let outcome: Outcome = "current";
   if (reason) {
     await issue(deps, svc, secretName, secret, material, { headless, keyAlgorithm });
-    deps.log.info("issued serving certificate", { service: `${namespace}/${name}`, secret: secretName, reason });
+    deps.log.info("issued serving certificate", {
+      service: `${namespace}/${name}`,
+      secret: secretName,
+      reason,
+    });
     outcome = "issued";
   } else if (view && extraKeys(view).length > 0) {
     const stripped = Object.fromEntries(extraKeys(view).map((k) => [k, null]));
-    await mergePatch(kube, { apiVersion: "v1", kind: "Secret", namespace, name: secretName }, {
-      metadata: { resourceVersion: secret!.metadata?.resourceVersion },
-      data: stripped,
-    });
+    await mergePatch(
+      kube,
+      { apiVersion: "v1", kind: "Secret", namespace, name: secretName },
+      {
+        metadata: { resourceVersion: secret!.metadata?.resourceVersion },
+        data: stripped,
+      },
+    );
     outcome = "stripped";
   }
   await markSigned(deps, svc, material);
@@ -169,7 +181,8 @@ async function issue(
     try {
       await deps.kube.core.createNamespacedSecret({ namespace, body });
     } catch (err) {
-      if (isConflict(err)) throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
+      if (isConflict(err))
+        throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
       throw err;
     }
   }
@@ -178,10 +191,15 @@ async function issue(
 /** On success: signed-by names the CA, and the error annotations go away. Writes only if that changes anything. */
 async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: CaMaterial): Promise<void> {
   const a = svc.metadata?.annotations ?? {};
-  if (a[annotations.signedBy] === material.name && !(annotations.error in a) && !(annotations.errorNum in a)) return;
+  if (a[annotations.signedBy] === material.name && !(annotations.error in a) && !(annotations.errorNum in a))
+    return;
   await mergePatch(deps.kube, serviceKey(svc), {
     metadata: {
-      annotations: { [annotations.signedBy]: material.name, [annotations.error]: null, [annotations.errorNum]: null },
+      annotations: {
+        [annotations.signedBy]: material.name,
+        [annotations.error]: null,
+        [annotations.errorNum]: null,
+      },
     },
   });
 }
@@ -194,7 +212,11 @@ async function recordFailure(deps: ServingCertDeps, svc: k8s.V1Service, message:
       annotations: { [annotations.error]: message, [annotations.errorNum]: String(count) },
     },
   });
-  deps.log.warn("serving certificate not issued", { service: `${svc.metadata?.namespace}/${svc.metadata?.name}`, error: message, failures: count });
+  deps.log.warn("serving certificate not issued", {
+    service: `${svc.metadata?.namespace}/${svc.metadata?.name}`,
+    error: message,
+    failures: count,
+  });
   await recordEvent(
     deps.kube,
     deps.log,
@@ -202,7 +224,10 @@ async function recordFailure(deps: ServingCertDeps, svc: k8s.V1Service, message:
     {
       type: "Warning",
       reason: "ServingCertSecretConflict",
-      message: count >= MAX_FAILURES ? `${message} Giving up after ${count} attempts; clear ${annotations.errorNum} to retry.` : message,
+      message:
+        count >= MAX_FAILURES
+          ? `${message} Giving up after ${count} attempts; clear ${annotations.errorNum} to retry.`
+          : message,
       component: COMPONENT,
       now: deps.clock.now(),
     },

@@ -67,7 +67,8 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     procs.push(p);
     return p;
   };
-  const failedEarly = (p: Tied) => () => (p.running() ? undefined : `${p.name} exited; see ${join(logs, p.name + ".log")}`);
+  const failedEarly = (p: Tied) => () =>
+    p.running() ? undefined : `${p.name} exited; see ${join(logs, p.name + ".log")}`;
 
   let plane: ControlPlane | undefined;
   try {
@@ -82,7 +83,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--unsafe-no-fsync=true",
       "--log-level=warn",
     ]);
-    await waitFor("etcd /health", () => httpOk(`http://127.0.0.1:${etcdPort}/health`), { failFast: failedEarly(etcd) });
+    await waitFor("etcd /health", () => httpOk(`http://127.0.0.1:${etcdPort}/health`), {
+      failFast: failedEarly(etcd),
+    });
 
     const auditPolicy = join(dir, "audit-policy.yaml");
     await writeFile(auditPolicy, auditPolicyYaml);
@@ -222,7 +225,12 @@ function httpsOk(url: string, tls: { ca: Buffer; cert: Buffer; key: Buffer }): P
   });
 }
 
-function kubeconfigYaml(server: string, _pki: string, user: string, tls: { ca: Buffer; cert: Buffer; key: Buffer }) {
+function kubeconfigYaml(
+  server: string,
+  _pki: string,
+  user: string,
+  tls: { ca: Buffer; cert: Buffer; key: Buffer },
+) {
   const b64 = (b: Buffer) => b.toString("base64");
   return `apiVersion: v1
 kind: Config

@@ -1,5 +1,6 @@
 // The cluster a test runs against: the one `npm test` started (passed in the environment), or a fresh one
 // when a test file is run on its own.
+import { after } from "node:test";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
 
@@ -23,6 +24,12 @@ export function clusterEnv(plane: ControlPlane): Record<string, string> {
 }
 
 let shared: Promise<TestCluster> | undefined;
+let ownPlane: ControlPlane | undefined;
+
+// Registered when a test file imports this module, so it runs once that file's tests are done.
+after(async () => {
+  await ownPlane?.stop();
+});
 
 export function testCluster(): Promise<TestCluster> {
   shared ??= (async () => {
@@ -37,8 +44,7 @@ export function testCluster(): Promise<TestCluster> {
       });
     }
     const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
-    // A file run on its own: the processes die with it anyway (watchdogs); this also removes the data dir.
-    process.once("beforeExit", () => void plane.stop());
+    ownPlane = plane;
     return withClient(plane);
   })();
   return shared;

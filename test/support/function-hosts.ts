@@ -15,17 +15,22 @@ export async function startFunction(
   opts: { kubeconfig: string; env?: Record<string, string>; logFile?: string; port?: number },
 ): Promise<RunningFunction> {
   const port = opts.port ?? (await freePort());
-  const proc = spawnTied(name, process.execPath, ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name], {
-    cwd: repoRoot,
-    env: {
-      ...process.env,
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      KUBECONFIG: opts.kubeconfig,
-      ...opts.env,
+  const proc = spawnTied(
+    name,
+    process.execPath,
+    ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name],
+    {
+      cwd: repoRoot,
+      env: {
+        ...process.env,
+        PORT: String(port),
+        HOST: "127.0.0.1",
+        KUBECONFIG: opts.kubeconfig,
+        ...opts.env,
+      },
+      logFile: opts.logFile,
     },
-    logFile: opts.logFile,
-  });
+  );
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
     `${name} readiness`,
@@ -33,7 +38,8 @@ export async function startFunction(
     {
       timeoutMs: 30_000,
       intervalMs: 25,
-      failFast: () => (proc.running() ? undefined : `${name} exited${opts.logFile ? `; see ${opts.logFile}` : ""}`),
+      failFast: () =>
+        proc.running() ? undefined : `${name} exited${opts.logFile ? `; see ${opts.logFile}` : ""}`,
     },
   );
   return { name, url, process: proc };

@@ -48,7 +48,12 @@ export function spawnTied(name: string, command: string, args: string[], opts: T
   }
   const watchdog = spawn(
     "bash",
-    ["-c", 'trap "" INT HUP; read -r _; kill -TERM "$1" 2>/dev/null; sleep 3; kill -KILL "$1" 2>/dev/null', "watchdog", String(pid)],
+    [
+      "-c",
+      'trap "" INT HUP; read -r _; kill -TERM "$1" 2>/dev/null; sleep 3; kill -KILL "$1" 2>/dev/null',
+      "watchdog",
+      String(pid),
+    ],
     { stdio: ["pipe", "ignore", "ignore"] },
   );
   watchdog.unref();
@@ -75,7 +80,12 @@ export function spawnTied(name: string, command: string, args: string[], opts: T
   };
 }
 
-async function stopChild(child: ChildProcess, exited: Promise<unknown>, alive: () => boolean, graceMs: number) {
+async function stopChild(
+  child: ChildProcess,
+  exited: Promise<unknown>,
+  alive: () => boolean,
+  graceMs: number,
+) {
   if (!alive()) return;
   child.kill("SIGTERM");
   const timer = setTimeout(() => alive() && child.kill("SIGKILL"), graceMs);
@@ -98,7 +108,11 @@ export function freePort(): Promise<number> {
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined>,
-  { timeoutMs = 60_000, intervalMs = 100, failFast }: { timeoutMs?: number; intervalMs?: number; failFast?: () => string | undefined } = {},
+  {
+    timeoutMs = 60_000,
+    intervalMs = 100,
+    failFast,
+  }: { timeoutMs?: number; intervalMs?: number; failFast?: () => string | undefined } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
@@ -111,7 +125,10 @@ export async function waitFor<T>(
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
+      );
     await new Promise((r) => setTimeout(r, intervalMs));
   }
 }

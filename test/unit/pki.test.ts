@@ -53,13 +53,23 @@ describe("certificate authority", () => {
 
 describe("serving certificate", () => {
   it("names the Service, has CN = the smallest SAN, serverAuth, and the CA's key identifier", async () => {
-    const leaf = await signServingCertificate({ signer, hostnames: servingHostnames("web", "shop", false), now: t0 });
+    const leaf = await signServingCertificate({
+      signer,
+      hostnames: servingHostnames("web", "shop", false),
+      now: t0,
+    });
     assert.deepEqual(dnsNames(leaf.cert), ["web.shop.svc", "web.shop.svc.cluster.local"]);
     assert.equal(commonName(leaf.cert), "web.shop.svc");
-    assert.deepEqual([...leaf.cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages], [x509.ExtendedKeyUsage.serverAuth]);
+    assert.deepEqual(
+      [...leaf.cert.getExtension(x509.ExtendedKeyUsageExtension)!.usages],
+      [x509.ExtendedKeyUsage.serverAuth],
+    );
     const ku = leaf.cert.getExtension(x509.KeyUsagesExtension)!.usages;
     assert.equal(ku, x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
-    assert.equal(leaf.cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId, ca.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId);
+    assert.equal(
+      leaf.cert.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+      ca.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
+    );
     assert.equal(leaf.cert.notAfter.getTime(), t0.getTime() + 730 * DAY_MS);
     assert.equal(keyAlgorithmOf(leaf.cert), "rsa-2048");
     assert.ok(keyMatchesCertificate(leaf.keyPem, leaf.cert));
@@ -68,13 +78,23 @@ describe("serving certificate", () => {
 
   it("adds wildcards for headless Services, CN then being the wildcard", async () => {
     const names = servingHostnames("db", "data", true);
-    assert.deepEqual(names, ["*.db.data.svc", "*.db.data.svc.cluster.local", "db.data.svc", "db.data.svc.cluster.local"]);
+    assert.deepEqual(names, [
+      "*.db.data.svc",
+      "*.db.data.svc.cluster.local",
+      "db.data.svc",
+      "db.data.svc.cluster.local",
+    ]);
     const leaf = await signServingCertificate({ signer, hostnames: names, now: t0 });
     assert.equal(commonName(leaf.cert), "*.db.data.svc");
   });
 
   it("uses ECDSA P-256 when asked, still signed SHA256WithRSA by the CA", async () => {
-    const leaf = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: t0, keyAlgorithm: "ecdsa-p256" });
+    const leaf = await signServingCertificate({
+      signer,
+      hostnames: ["a.b.svc"],
+      now: t0,
+      keyAlgorithm: "ecdsa-p256",
+    });
     assert.equal(keyAlgorithmOf(leaf.cert), "ecdsa-p256");
     assert.equal(leaf.cert.signatureAlgorithm.name, "RSASSA-PKCS1-v1_5");
     assert.ok(await isIssuedBy(leaf.cert, ca.cert));
@@ -102,7 +122,10 @@ describe("bundles", () => {
     const decoded = decodeBundle(pem);
     assert.equal(decoded.length, 3);
     assert.equal(trustedAt(decoded, t0).length, 2);
-    assert.deepEqual(trustedAt(decoded, new Date(t0.getTime() + 11 * DAY_MS)).map((c) => c.serialNumber), [ca.cert.serialNumber]);
+    assert.deepEqual(
+      trustedAt(decoded, new Date(t0.getTime() + 11 * DAY_MS)).map((c) => c.serialNumber),
+      [ca.cert.serialNumber],
+    );
   });
 });
 
@@ -115,8 +138,15 @@ describe("when a serving certificate is re-issued", () => {
     refreshFraction: 1 / 3,
   });
   const secretFor = async (now: Date) => {
-    const leaf = await signServingCertificate({ signer, hostnames: servingHostnames("web", "shop", false), now });
-    return { annotations: { [annotations.expiry]: leaf.cert.notAfter.toISOString() }, data: { "tls.crt": leaf.certPem, "tls.key": leaf.keyPem } };
+    const leaf = await signServingCertificate({
+      signer,
+      hostnames: servingHostnames("web", "shop", false),
+      now,
+    });
+    return {
+      annotations: { [annotations.expiry]: leaf.cert.notAfter.toISOString() },
+      data: { "tls.crt": leaf.certPem, "tls.key": leaf.keyPem },
+    };
   };
 
   it("is not re-issued while current, and is once two thirds of its life have passed", async () => {
@@ -130,12 +160,30 @@ describe("when a serving certificate is re-issued", () => {
     const s = await secretFor(t0);
     const other = await createAuthority({ now: t0 });
     assert.equal(await reissueReason(undefined, want(t0)), "secret missing");
-    assert.equal(await reissueReason({ ...s, data: { "tls.crt": s.data["tls.crt"] } }, want(t0)), "tls.crt or tls.key missing");
-    assert.equal(await reissueReason({ ...s, data: { ...s.data, "tls.crt": "garbage" } }, want(t0)), "tls.crt does not parse");
-    assert.equal(await reissueReason({ ...s, data: { ...s.data, "tls.key": other.keyPem } }, want(t0)), "tls.key does not match tls.crt");
-    assert.equal(await reissueReason(s, { ...want(t0), currentCa: other.cert }), "issued by a CA that is not the current one");
-    assert.equal(await reissueReason(s, want(t0, servingHostnames("web", "shop", true))), "hostnames changed");
-    assert.equal(await reissueReason(s, { ...want(t0), keyAlgorithm: "ecdsa-p256" }), "key algorithm is not ecdsa-p256");
+    assert.equal(
+      await reissueReason({ ...s, data: { "tls.crt": s.data["tls.crt"] } }, want(t0)),
+      "tls.crt or tls.key missing",
+    );
+    assert.equal(
+      await reissueReason({ ...s, data: { ...s.data, "tls.crt": "garbage" } }, want(t0)),
+      "tls.crt does not parse",
+    );
+    assert.equal(
+      await reissueReason({ ...s, data: { ...s.data, "tls.key": other.keyPem } }, want(t0)),
+      "tls.key does not match tls.crt",
+    );
+    assert.equal(
+      await reissueReason(s, { ...want(t0), currentCa: other.cert }),
+      "issued by a CA that is not the current one",
+    );
+    assert.equal(
+      await reissueReason(s, want(t0, servingHostnames("web", "shop", true))),
+      "hostnames changed",
+    );
+    assert.equal(
+      await reissueReason(s, { ...want(t0), keyAlgorithm: "ecdsa-p256" }),
+      "key algorithm is not ecdsa-p256",
+    );
     assert.equal(await reissueReason({ ...s, annotations: {} }, want(t0)), "expiry annotation missing");
   });
 });

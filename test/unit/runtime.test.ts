@@ -22,7 +22,8 @@ const probe = defineFunction({
   async handle(event) {
     calls.push(event);
     if (event.source === "apiserver" && event.ref.name === "flaky") throw transient("API server unavailable");
-    if (event.source === "apiserver" && event.ref.name === "slow") await new Promise((r) => setTimeout(r, 500));
+    if (event.source === "apiserver" && event.ref.name === "slow")
+      await new Promise((r) => setTimeout(r, 500));
     return { seen: event.source };
   },
 });
@@ -30,12 +31,16 @@ const probe = defineFunction({
 let server: Server;
 let url: string;
 before(async () => {
-  const host = createFunctionHost(probe, {}, {
-    log: createLogger("error"),
-    clock: systemClock,
-    bodyLimitBytes: 64 * 1024,
-    requestTimeoutMs: 200,
-  });
+  const host = createFunctionHost(
+    probe,
+    {},
+    {
+      log: createLogger("error"),
+      clock: systemClock,
+      bodyLimitBytes: 64 * 1024,
+      requestTimeoutMs: 200,
+    },
+  );
   host.setReady(true);
   server = host.app.listen(0, "127.0.0.1");
   await new Promise((r) => server.once("listening", r));
@@ -58,7 +63,11 @@ const knativeHeaders = (type: string) => ({
 });
 
 async function post(headers: Record<string, string>, body: string | Buffer) {
-  const res = await fetch(url, { method: "POST", headers, body: typeof body === "string" ? body : new Uint8Array(body) });
+  const res = await fetch(url, {
+    method: "POST",
+    headers,
+    body: typeof body === "string" ? body : new Uint8Array(body),
+  });
   const text = await res.text();
   let json: { error?: { kind: string; message: string } } & Record<string, unknown> = {};
   try {
@@ -96,7 +105,12 @@ describe("function runtime", () => {
     const ce = new CloudEvent({
       type: "dev.knative.apiserver.resource.update",
       source: "https://127.0.0.1:6443",
-      data: { apiVersion: "v1", kind: "Service", metadata: { name: "api", namespace: "prod", uid: "u1" }, spec: {} },
+      data: {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "api", namespace: "prod", uid: "u1" },
+        spec: {},
+      },
     });
     const msg = HTTP.structured(ce);
     const res = await post(msg.headers as Record<string, string>, msg.body as string);
@@ -108,7 +122,10 @@ describe("function runtime", () => {
 
   it("accepts a PingSource event", async () => {
     const res = await post(
-      { ...knativeHeaders("dev.knative.sources.ping"), "ce-source": "/apis/v1/namespaces/service-ca/pingsources/daily" },
+      {
+        ...knativeHeaders("dev.knative.sources.ping"),
+        "ce-source": "/apis/v1/namespaces/service-ca/pingsources/daily",
+      },
       JSON.stringify({ reason: "cron" }),
     );
     assert.equal(res.status, 200);
@@ -116,13 +133,19 @@ describe("function runtime", () => {
   });
 
   it("answers 5xx for a transient failure so the broker redelivers", async () => {
-    const res = await post(knativeHeaders("dev.knative.apiserver.ref.update"), JSON.stringify({ ...serviceRef, name: "flaky" }));
+    const res = await post(
+      knativeHeaders("dev.knative.apiserver.ref.update"),
+      JSON.stringify({ ...serviceRef, name: "flaky" }),
+    );
     assert.equal(res.status, 503);
     assert.equal(res.json.error?.kind, "transient");
   });
 
   it("answers 503 when the handler outlives the request timeout", async () => {
-    const res = await post(knativeHeaders("dev.knative.apiserver.ref.update"), JSON.stringify({ ...serviceRef, name: "slow" }));
+    const res = await post(
+      knativeHeaders("dev.knative.apiserver.ref.update"),
+      JSON.stringify({ ...serviceRef, name: "slow" }),
+    );
     assert.equal(res.status, 503);
     assert.match(res.json.error!.message, /did not finish within 200 ms/);
   });
@@ -138,8 +161,14 @@ describe("function runtime", () => {
       delete h[drop];
       await expectRejected(h, JSON.stringify(serviceRef));
     }
-    await expectRejected({ ...knativeHeaders("dev.knative.apiserver.ref.add"), "ce-specversion": "0.3" }, JSON.stringify(serviceRef));
-    await expectRejected({ "content-type": "application/cloudevents+json" }, JSON.stringify({ specversion: "1.0", type: "x", source: "s" }));
+    await expectRejected(
+      { ...knativeHeaders("dev.knative.apiserver.ref.add"), "ce-specversion": "0.3" },
+      JSON.stringify(serviceRef),
+    );
+    await expectRejected(
+      { "content-type": "application/cloudevents+json" },
+      JSON.stringify({ specversion: "1.0", type: "x", source: "s" }),
+    );
   });
 
   it("rejects malformed JSON in both modes", async () => {
@@ -154,10 +183,16 @@ describe("function runtime", () => {
   });
 
   it("rejects the wrong kind, a wrong data shape and invalid names", async () => {
-    await expectRejected(knativeHeaders("dev.knative.apiserver.ref.add"), JSON.stringify({ ...serviceRef, kind: "Pod" }));
+    await expectRejected(
+      knativeHeaders("dev.knative.apiserver.ref.add"),
+      JSON.stringify({ ...serviceRef, kind: "Pod" }),
+    );
     await expectRejected(knativeHeaders("dev.knative.apiserver.ref.add"), JSON.stringify({ name: 42 }));
     await expectRejected(knativeHeaders("dev.knative.apiserver.ref.add"), JSON.stringify([serviceRef]));
-    await expectRejected(knativeHeaders("dev.knative.apiserver.ref.add"), JSON.stringify({ ...serviceRef, name: "Ünïcødé/../x" }));
+    await expectRejected(
+      knativeHeaders("dev.knative.apiserver.ref.add"),
+      JSON.stringify({ ...serviceRef, name: "Ünïcødé/../x" }),
+    );
     await expectRejected(knativeHeaders("dev.knative.apiserver.resource.add"), JSON.stringify(serviceRef));
   });
 

@@ -1,0 +1,40 @@
+// Real TLS handshakes and openssl checks against certificates the system wrote.
+import { execFile } from "node:child_process";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect, createServer } from "node:tls";
+import type { AddressInfo } from "node:net";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+/** Serves TLS with `cert`/`key` on loopback, connects trusting only `ca` with SNI `servername`; resolves on a verified handshake. */
+export async function handshake(opts: {
+  cert: string;
+  key: string;
+  ca: string;
+  servername: string;
+}): Promise<void> {
+  const server = createServer({ cert: opts.cert, key: opts.key }, (s) => s.end("hello"));
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const { port } = server.address() as AddressInfo;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const sock = connect({ host: "127.0.0.1", port, ca: opts.ca, servername: opts.servername }, () => {
+        sock.end();
+        resolve();
+      });
+      sock.once("error", reject);
+    });
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
+}
+
+export async function openssl(args: string[], files: Record<string, string> = {}): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "openssl-"));
+  for (const [name, content] of Object.entries(files)) await writeFile(join(dir, name), content);
+  const { stdout, stderr } = await run("openssl", args, { cwd: dir });
+  return stdout + stderr;
+}
