@@ -1,32 +1,42 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kubectl from their Go modules into a
-# cache keyed by the wrapper modules' go.mod/go.sum, so a second run on the same machine builds nothing.
-# Prints the bin directory on its last line.
+# Builds the local cluster's programs from their upstream Go modules: etcd 3.5; kube-apiserver,
+# kube-controller-manager and kubectl 1.34; Knative Eventing's ApiServerSource and PingSource adapters.
+# Each module's binaries are cached under a key of its go.mod/go.sum, so a second run builds nothing.
+# Prints the bin directory (holding links to every binary) on its last line.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-k8s_version=v1.34.3
-key=$(cat "$here"/go/*/go.mod "$here"/go/*/go.sum "$0" | sha256sum | cut -c1-16)
+export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=mod
 cache=${SERVICE_CA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/service-ca-functions}
-bin="$cache/controlplane-$key/bin"
-want=(etcd kube-apiserver kube-controller-manager kubectl)
-missing=()
-for b in "${want[@]}"; do [ -x "$bin/$b" ] || missing+=("$b"); done
-if [ ${#missing[@]} -eq 0 ]; then echo "$bin"; exit 0; fi
+k8s_version=v1.34.3
+k8s_ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
 
-command -v go >/dev/null || { echo "go is required to build the control plane" >&2; exit 1; }
-mkdir -p "$bin"
+# module-dir  binary  package  ldflags
+targets=(
+  "etcd etcd go.etcd.io/etcd/server/v3 -s -w"
+  "kubernetes kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver $k8s_ldflags"
+  "kubernetes kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager $k8s_ldflags"
+  "kubernetes kubectl k8s.io/kubernetes/cmd/kubectl $k8s_ldflags"
+  "knative apiserver_receive_adapter knative.dev/eventing/cmd/apiserver_receive_adapter -s -w"
+  "knative mtping knative.dev/eventing/cmd/mtping -s -w"
+)
+
 start=$(date +%s)
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
-for b in "${missing[@]}"; do
-  echo "building $b (first run only; cached in $bin)" >&2
-  case "$b" in
-    etcd)
-      (cd "$here/go/etcd" && go build -trimpath -o "$bin/.etcd.tmp" go.etcd.io/etcd/server/v3) ;;
-    *)
-      ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version"
-      (cd "$here/go/kubernetes" && go build -trimpath -ldflags "$ldflags" -o "$bin/.$b.tmp" "k8s.io/kubernetes/cmd/$b") ;;
-  esac
-  mv "$bin/.$b.tmp" "$bin/$b"
+built=0
+links="$cache/bin-$(cat "$here"/go/*/go.sum "$0" | sha256sum | cut -c1-12)"
+mkdir -p "$links"
+for t in "${targets[@]}"; do
+  read -r mod bin pkg ldflags <<<"$t"
+  key=$(cat "$here/go/$mod/go.mod" "$here/go/$mod/go.sum" | sha256sum | cut -c1-16)
+  out="$cache/$mod-$key"
+  if [ ! -x "$out/$bin" ]; then
+    command -v go >/dev/null || { echo "go is required to build $bin" >&2; exit 1; }
+    echo "building $bin from $pkg (first run only; cached in $out)" >&2
+    mkdir -p "$out"
+    (cd "$here/go/$mod" && go build -trimpath -ldflags "$ldflags" -o "$out/.$bin.tmp" "$pkg")
+    mv "$out/.$bin.tmp" "$out/$bin"
+    built=1
+  fi
+  ln -sfn "$out/$bin" "$links/$bin"
 done
-echo "control plane built in $(( $(date +%s) - start ))s" >&2
-echo "$bin"
+[ "$built" = 0 ] || echo "built in $(( $(date +%s) - start ))s" >&2
+echo "$links"

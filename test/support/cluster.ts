@@ -1,6 +1,7 @@
 // The cluster a test runs against: the one `npm test` started (passed in the environment), or a fresh one
 // when a test file is run on its own.
 import { after } from "node:test";
+import { dirname } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
 
@@ -10,6 +11,8 @@ export interface TestCluster {
   server: string;
   caFile: string;
   auditLog: string;
+  /** where the control plane's processes write their logs */
+  logDir: string;
   kc: k8s.KubeConfig;
 }
 
@@ -20,6 +23,7 @@ export function clusterEnv(plane: ControlPlane): Record<string, string> {
     SERVICE_CA_TEST_SERVER: plane.server,
     SERVICE_CA_TEST_CA_FILE: plane.caFile,
     SERVICE_CA_TEST_AUDIT_LOG: plane.auditLog,
+    SERVICE_CA_TEST_LOG_DIR: dirname(plane.auditLog),
   };
 }
 
@@ -41,11 +45,15 @@ export function testCluster(): Promise<TestCluster> {
         server: env.SERVICE_CA_TEST_SERVER!,
         caFile: env.SERVICE_CA_TEST_CA_FILE!,
         auditLog: env.SERVICE_CA_TEST_AUDIT_LOG!,
+        logDir: env.SERVICE_CA_TEST_LOG_DIR!,
       });
     }
-    const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
+    const plane = await startControlPlane({
+      log: (l) => console.log(`[control-plane] ${l}`),
+      keepDir: process.env.SERVICE_CA_KEEP_DIRS === "1",
+    });
     ownPlane = plane;
-    return withClient(plane);
+    return withClient({ ...plane, logDir: dirname(plane.auditLog) });
   })();
   return shared;
 }

@@ -1,0 +1,5 @@
+// inject-crd: keeps the service CA bundle in annotated objects of its kind current.
+import { injectorFunction } from "../../shared/inject/function.ts";
+import { crdTarget } from "../../shared/inject/targets.ts";
+
+export default injectorFunction("inject-crd", [crdTarget]);

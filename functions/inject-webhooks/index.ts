@@ -1,0 +1,5 @@
+// inject-webhooks: keeps the service CA bundle in every webhook of annotated webhook configurations.
+import { injectorFunction } from "../../shared/inject/function.ts";
+import { mutatingWebhookTarget, validatingWebhookTarget } from "../../shared/inject/targets.ts";
+
+export default injectorFunction("inject-webhooks", [mutatingWebhookTarget, validatingWebhookTarget]);

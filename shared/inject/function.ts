@@ -1,0 +1,51 @@
+// Builds an inject-* function from a target: events about its kind inject one object; a change of the
+// published bundle re-injects every annotated object of the kind at once.
+import { defineFunction } from "../runtime/define.ts";
+import { apiServerEvent } from "../events/knative.ts";
+import { caLocationFrom, caStoreConfigShape } from "../ca-store/layout.ts";
+import { forbidden, transient } from "../runtime/errors.ts";
+import { isBundleConfigMap, readPublishedBundle } from "./bundle-source.ts";
+import { injectAll, injectOne } from "./injector.ts";
+import type { InjectionTarget } from "./targets.ts";
+
+export function injectorFunction(name: string, targets: InjectionTarget[]) {
+  const kinds = [
+    ...targets.map((t) => ({ apiVersion: t.apiVersion, kind: t.kind })),
+    { apiVersion: "v1", kind: "ConfigMap" },
+  ];
+  return defineFunction({
+    name,
+    description: `injects the service CA bundle into annotated ${targets.map((t) => t.kind).join(" and ")} objects`,
+    config: { ...caStoreConfigShape },
+    event: apiServerEvent(kinds),
+    init: ({ config, kube, clock, log }) => ({
+      kube: kube(),
+      clock,
+      log,
+      component: `service-ca-functions/${name}`,
+      where: caLocationFrom(config),
+    }),
+    async handle(event, { state, log }) {
+      const deps = { ...state, log };
+      if (isBundleConfigMap(state.where, event.ref)) {
+        if (event.action === "delete") return { outcome: "bundle-deleted" };
+        const bundle = await readPublishedBundle(state.kube, state.where);
+        const results = [];
+        for (const t of targets) results.push({ kind: t.kind, ...(await injectAll(deps, t, bundle)) });
+        const failed = results.reduce((n, r) => n + r.failed, 0);
+        if (failed > 0) throw transient(`${failed} object(s) could not be injected; the rest are current`);
+        return { outcome: "bundle-fan-out", results };
+      }
+      const target = targets.find((t) => t.kind === event.ref.kind);
+      if (!target) {
+        throw forbidden(
+          `${name} manages ${targets.map((t) => t.kind).join(", ")} and reacts only to the CA bundle ConfigMap ` +
+            `${state.where.namespace}/${state.where.bundleConfigMapName}, not ${event.ref.kind} ${event.ref.namespace ?? ""}/${event.ref.name}`,
+        );
+      }
+      if (event.action === "delete") return { outcome: "gone" };
+      const bundle = await readPublishedBundle(state.kube, state.where);
+      return { outcome: await injectOne(deps, target, event.ref, bundle) };
+    },
+  });
+}

@@ -1,0 +1,166 @@
+// The one injection loop: re-read the object, compare, and write the bundle only where it differs.
+import * as k8s from "@kubernetes/client-node";
+import type { Kube } from "../kube/client.ts";
+import { apply, readOptional, write } from "../kube/objects.ts";
+import { recordEvent } from "../kube/events.ts";
+import type { Clock } from "../runtime/clock.ts";
+import type { Logger } from "../runtime/logger.ts";
+import { wantsInjection } from "./annotations.ts";
+import type { AnyObject, InjectionTarget } from "./targets.ts";
+
+export const INJECTOR_FIELD_MANAGER = "service-ca-functions-injector";
+
+export interface InjectorDeps {
+  kube: Kube;
+  clock: Clock;
+  log: Logger;
+  component: string;
+}
+
+export type InjectOutcome = "gone" | "not-annotated" | "not-applicable" | "current" | "injected";
+
+export interface ObjectName {
+  name: string;
+  namespace?: string;
+}
+
+const keyOf = (t: InjectionTarget, ref: ObjectName) => ({
+  apiVersion: t.apiVersion,
+  kind: t.kind,
+  metadata: { name: ref.name, ...(t.namespaced && ref.namespace ? { namespace: ref.namespace } : {}) },
+});
+
+const label = (t: InjectionTarget, ref: ObjectName) =>
+  `${t.kind} ${ref.namespace ? `${ref.namespace}/` : ""}${ref.name}`;
+
+export async function injectOne(
+  deps: InjectorDeps,
+  target: InjectionTarget,
+  ref: ObjectName,
+  bundlePem: string,
+): Promise<InjectOutcome> {
+  const obj = await readOptional(label(target, ref), () =>
+    deps.kube.objects.read<AnyObject>(keyOf(target, ref)),
+  );
+  if (!obj) return "gone";
+  return injectInto(deps, target, obj, bundlePem);
+}
+
+/** Decides and writes for an object already read (by `injectOne` or from a list). */
+export async function injectInto(
+  deps: InjectorDeps,
+  target: InjectionTarget,
+  obj: AnyObject,
+  bundlePem: string,
+): Promise<InjectOutcome> {
+  const ref: ObjectName = { name: obj.metadata.name, namespace: obj.metadata.namespace };
+  if (!wantsInjection(obj.metadata?.annotations, target.readsAlphaAnnotation)) return "not-annotated";
+  const why = target.notApplicable?.(obj);
+  if (why) {
+    deps.log.info("nothing to inject", { object: label(target, ref), reason: why });
+    if (obj.metadata.namespace) {
+      await recordEvent(
+        deps.kube,
+        deps.log,
+        { apiVersion: target.apiVersion, kind: target.kind, ...ref, namespace: obj.metadata.namespace },
+        {
+          type: "Normal",
+          reason: "CABundleNotApplicable",
+          message: why,
+          component: deps.component,
+          now: deps.clock.now(),
+        },
+      );
+    }
+    return "not-applicable";
+  }
+  if (target.currentBundles(obj).every((b) => b === bundlePem)) return "current";
+
+  const patch = target.patch(obj, bundlePem);
+  const body = { ...keyOf(target, ref), ...patch.body };
+  if (patch.strategy === "apply") {
+    await apply(deps.kube, body, INJECTOR_FIELD_MANAGER);
+  } else {
+    const contentType =
+      patch.strategy === "merge" ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch;
+    await write(`inject ${label(target, ref)}`, () =>
+      deps.kube.objects.patch(body, undefined, undefined, INJECTOR_FIELD_MANAGER, undefined, contentType),
+    );
+  }
+  deps.log.info("injected CA bundle", { object: label(target, ref) });
+  return "injected";
+}
+
+export interface FanOutResult {
+  examined: number;
+  injected: number;
+  current: number;
+  failed: number;
+}
+
+/** Every annotated object of the kind, page by page; one failure does not stop the rest. */
+export async function injectAll(
+  deps: InjectorDeps,
+  target: InjectionTarget,
+  bundlePem: string,
+): Promise<FanOutResult> {
+  const result: FanOutResult = { examined: 0, injected: 0, current: 0, failed: 0 };
+  let cont: string | undefined;
+  do {
+    const page = await readOptional(`list ${target.kind}`, () =>
+      deps.kube.objects.list<AnyObject>(
+        target.apiVersion,
+        target.kind,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        undefined,
+        500,
+        cont,
+      ),
+    );
+    if (!page) break;
+    const annotated = page.items.filter((o) =>
+      wantsInjection(o.metadata?.annotations, target.readsAlphaAnnotation),
+    );
+    result.examined += annotated.length;
+    const outcomes = await mapLimit(annotated, 16, async (o) => {
+      try {
+        return await injectInto(
+          deps,
+          target,
+          { ...o, apiVersion: target.apiVersion, kind: target.kind },
+          bundlePem,
+        );
+      } catch (err) {
+        deps.log.warn("injection failed", {
+          object: label(target, o.metadata),
+          error: err instanceof Error ? err.message : String(err),
+        });
+        return "failed" as const;
+      }
+    });
+    for (const o of outcomes) {
+      if (o === "injected") result.injected++;
+      else if (o === "current") result.current++;
+      else if (o === "failed") result.failed++;
+    }
+    cont = page.metadata?._continue || undefined;
+  } while (cont);
+  return result;
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  });
+  await Promise.all(workers);
+  return out;
+}
