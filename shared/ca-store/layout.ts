@@ -43,7 +43,12 @@ export const caKeys = {
   bundle: "ca-bundle.crt",
   /** Certificates appended to every serving certificate after a rotation, so old-bundle clients trust new leaves. */
   chain: "intermediate-ca.crt",
+  /** The CA this one replaced, kept for the record and for trust until it expires. */
+  previous: "previous-ca.crt",
 } as const;
+
+export const ROTATION_REASON_ANNOTATION = "service-ca-functions.dev/last-rotation-reason";
+export const ROTATED_AT_ANNOTATION = "service-ca-functions.dev/rotated-at";
 
 export const BUNDLE_KEY = "ca-bundle.crt";
 export const MANAGED_BY_LABEL = { "app.kubernetes.io/managed-by": "service-ca-functions" };

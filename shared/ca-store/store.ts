@@ -4,6 +4,7 @@ import type { x509 } from "../pki/x509.ts";
 import {
   commonName,
   createAuthority,
+  crossSign,
   decodeBundle,
   encodeBundle,
   importPrivateKeyPem,
@@ -17,10 +18,18 @@ import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import { BUNDLE_KEY, caKeys, MANAGED_BY_LABEL, type CaLocation } from "./layout.ts";
+import {
+  BUNDLE_KEY,
+  caKeys,
+  MANAGED_BY_LABEL,
+  ROTATED_AT_ANNOTATION,
+  ROTATION_REASON_ANNOTATION,
+  type CaLocation,
+} from "./layout.ts";
 
 export interface CaMaterial {
   resourceVersion: string;
+  secretUid: string;
   signer: Signer;
   /** CN of the current CA: `service-ca-functions-signer@<unix-seconds>`. */
   name: string;
@@ -122,14 +131,71 @@ export class CaStore {
     const bundle = trustedAt(decodeBundle(bundleSource), this.clock.now());
     const material: CaMaterial = {
       resourceVersion: rv,
+      secretUid: secret.metadata?.uid ?? "",
       signer: { cert, key },
       name: commonName(cert) ?? cert.subject,
-      chainPem: unb64(data[caKeys.chain]),
+      chainPem: encodeBundle(trustedAt(decodeBundle(unb64(data[caKeys.chain])), this.clock.now())),
       bundle,
       bundlePem: encodeBundle(bundle),
     };
     this.cached = material;
     return material;
+  }
+
+  /**
+   * Replaces the current CA with a new one (fresh key, fresh subject) in one conditional write. The previous CA
+   * stays in the bundle until it expires, and new leaves carry the new CA cross-signed by the previous key, so
+   * clients holding either bundle trust certificates from either CA. Returns undefined if another writer
+   * changed the Secret first (two racing rotations produce one new CA).
+   */
+  async rotate(
+    reason: string,
+  ): Promise<{ material: CaMaterial; previous: x509.X509Certificate } | undefined> {
+    const secret = await this.readSecret();
+    if (!secret) {
+      await this.bootstrap();
+      return undefined;
+    }
+    const old = await this.materialFrom(secret);
+    const now = this.clock.now();
+    const next = await createAuthority({ now });
+    // New leaves are issued by `next`; a client that only trusts `old` follows this bridge to it.
+    const nextByOld = await crossSign({
+      subject: next.cert,
+      issuer: old.signer,
+      notAfter: old.signer.cert.notAfter,
+      now,
+    });
+    // The bundle: the new CA, and the previous one while it is valid. Earlier generations drop out here.
+    const bundle = trustedAt([next.cert, old.signer.cert], now);
+    const body: k8s.V1Secret = {
+      ...secret,
+      metadata: {
+        ...secret.metadata,
+        annotations: {
+          ...(secret.metadata?.annotations ?? {}),
+          [ROTATION_REASON_ANNOTATION]: reason,
+          [ROTATED_AT_ANNOTATION]: now.toISOString(),
+        },
+      },
+      data: {
+        [caKeys.cert]: b64(next.certPem),
+        [caKeys.key]: b64(next.keyPem),
+        [caKeys.bundle]: b64(encodeBundle(bundle)),
+        [caKeys.chain]: b64(encodeBundle([nextByOld])),
+        [caKeys.previous]: b64(encodeBundle([old.signer.cert])),
+      },
+    };
+    const { namespace, secretName: name } = this.where;
+    let written: k8s.V1Secret;
+    try {
+      // metadata.resourceVersion from the read makes this conditional.
+      written = await this.kube.core.replaceNamespacedSecret({ namespace, name, body });
+    } catch (err) {
+      if (isConflict(err)) return undefined;
+      throw classifyKubeError(err, `rotate CA Secret ${namespace}/${name}`);
+    }
+    return { material: await this.materialFrom(written), previous: old.signer.cert };
   }
 
   /** Makes the published bundle ConfigMap hold `material`'s bundle; returns whether it wrote. */

@@ -1,7 +1,8 @@
 // Builds an inject-* function from a target: events about its kind inject one object; a change of the
 // published bundle re-injects every annotated object of the kind at once.
 import { defineFunction } from "../runtime/define.ts";
-import { apiServerEvent } from "../events/knative.ts";
+import { z } from "zod";
+import { apiServerEvent, pingEvent } from "../events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../ca-store/layout.ts";
 import { forbidden, transient } from "../runtime/errors.ts";
 import { isBundleConfigMap, readPublishedBundle } from "./bundle-source.ts";
@@ -17,7 +18,7 @@ export function injectorFunction(name: string, targets: InjectionTarget[]) {
     name,
     description: `injects the service CA bundle into annotated ${targets.map((t) => t.kind).join(" and ")} objects`,
     config: { ...caStoreConfigShape },
-    event: apiServerEvent(kinds),
+    event: z.union([pingEvent, apiServerEvent(kinds)]),
     init: ({ config, kube, clock, log }) => ({
       kube: kube(),
       clock,
@@ -27,8 +28,9 @@ export function injectorFunction(name: string, targets: InjectionTarget[]) {
     }),
     async handle(event, { state, log }) {
       const deps = { ...state, log };
-      if (isBundleConfigMap(state.where, event.ref)) {
-        if (event.action === "delete") return { outcome: "bundle-deleted" };
+      // A ping (the periodic repair) or a change of the bundle itself: bring every annotated object up to date.
+      if (event.source === "ping" || isBundleConfigMap(state.where, event.ref)) {
+        if (event.source === "apiserver" && event.action === "delete") return { outcome: "bundle-deleted" };
         const bundle = await readPublishedBundle(state.kube, state.where);
         const results = [];
         for (const t of targets) results.push({ kind: t.kind, ...(await injectAll(deps, t, bundle)) });

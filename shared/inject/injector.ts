@@ -5,6 +5,7 @@ import { apply, readOptional, write } from "../kube/objects.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
+import { mapLimit } from "../runtime/concurrency.ts";
 import { wantsInjection } from "./annotations.ts";
 import type { AnyObject, InjectionTarget } from "./targets.ts";
 
@@ -150,17 +151,4 @@ export async function injectAll(
     cont = page.metadata?._continue || undefined;
   } while (cont);
   return result;
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const workers = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  });
-  await Promise.all(workers);
-  return out;
 }

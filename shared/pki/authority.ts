@@ -40,3 +40,39 @@ export async function createAuthority(
   });
   return { cert, certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
 }
+
+/**
+ * Re-issues `subject` (same subject name and public key) under `issuer`: the bridge that lets a client
+ * trusting `issuer` accept certificates `subject` signed. A new serial avoids reused issuer+serial errors.
+ */
+export async function crossSign(opts: {
+  subject: x509.X509Certificate;
+  issuer: { cert: x509.X509Certificate; key: CryptoKey };
+  notAfter: Date;
+  now: Date;
+}): Promise<x509.X509Certificate> {
+  const notAfter = opts.notAfter < opts.issuer.cert.notAfter ? opts.notAfter : opts.issuer.cert.notAfter;
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: opts.subject.subjectName,
+    issuer: opts.issuer.cert.subjectName,
+    notBefore: new Date(opts.now.getTime() - 1000),
+    notAfter,
+    publicKey: opts.subject.publicKey,
+    signingKey: opts.issuer.key,
+    signingAlgorithm: rsaSigning,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(opts.subject.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(opts.issuer.cert),
+    ],
+  });
+}
+
+/** Rotation is due when less than `minRemainingDays` of the CA's validity are left. */
+export const rotationDue = (ca: x509.X509Certificate, now: Date, minRemainingDays: number) =>
+  ca.notAfter.getTime() - now.getTime() < minRemainingDays * DAY_MS;

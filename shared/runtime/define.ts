@@ -4,6 +4,8 @@ import type { ConfigShape } from "./config.ts";
 import type { Logger } from "./logger.ts";
 import type { Kube } from "../kube/client.ts";
 import type { Clock } from "./clock.ts";
+import type { IncomingHttpHeaders } from "node:http";
+import type { Registry } from "prom-client";
 
 export interface InitContext<Config> {
   config: Config;
@@ -11,6 +13,8 @@ export interface InitContext<Config> {
   clock: Clock;
   /** Built on first use, so a function that never calls the API server never needs credentials. */
   kube: () => Kube;
+  /** The function's Prometheus registry, served on GET /metrics. */
+  metrics: Registry;
 }
 
 export interface CloudEventInfo {
@@ -40,6 +44,8 @@ export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
   event: z.ZodType<Event, unknown>;
   init(ctx: InitContext<z.infer<z.ZodObject<Shape>>>): Promise<State> | State;
   handle(event: Event, ctx: HandlerContext<State>): Promise<HandlerResult>;
+  /** Plain HTTP endpoints besides the CloudEvent one (for example an admin action). */
+  routes?: Array<HttpRoute<State, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
   shutdown?(state: State): Promise<void> | void;
 }
 
@@ -50,4 +56,20 @@ export function defineFunction<Shape extends ConfigShape, Event, State>(
   def: FunctionDefinition<Shape, Event, State>,
 ): FunctionDefinition<Shape, Event, State> {
   return def;
+}
+
+export interface RouteContext<State> {
+  state: State;
+  log: Logger;
+  clock: Clock;
+  headers: IncomingHttpHeaders;
+  signal: AbortSignal;
+}
+
+export interface HttpRoute<State, Body> {
+  method: "POST";
+  path: string;
+  /** The JSON body; a failure is a 400. */
+  body: z.ZodType<Body, unknown>;
+  handle(body: Body, ctx: RouteContext<State>): Promise<HandlerResult>;
 }

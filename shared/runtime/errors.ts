@@ -1,6 +1,7 @@
 // Errors as values with a kind; the runtime maps each kind to one HTTP status, in one place.
 
-export type ErrorKind = "malformed" | "forbidden" | "notFound" | "conflict" | "transient" | "internal";
+export type ErrorKind =
+  "malformed" | "unauthenticated" | "forbidden" | "notFound" | "conflict" | "transient" | "internal";
 
 export class FunctionError extends Error {
   constructor(
@@ -29,6 +30,8 @@ export function httpStatusFor(kind: ErrorKind): number {
   switch (kind) {
     case "malformed":
       return 400;
+    case "unauthenticated":
+      return 401;
     case "forbidden":
       return 403;
     case "notFound":

@@ -7,6 +7,7 @@ import { ConfigError, helpText, parseConfig, readRawConfig, runtimeConfigShape }
 import type { AnyFunctionDefinition } from "./define.ts";
 import { createLogger } from "./logger.ts";
 import { createFunctionHost } from "./server.ts";
+import { createRuntimeMetrics } from "./metrics.ts";
 import { systemClock } from "./clock.ts";
 import { createKube, loadKubeConfig, type Kube } from "../kube/client.ts";
 import { functionNames, functionsDir } from "./names.ts";
@@ -49,6 +50,7 @@ async function main(argv: string[]): Promise<void> {
   }
 
   const log = createLogger(config.LOG_LEVEL, { function: def.name });
+  const metrics = createRuntimeMetrics(def.name);
   const kubeConfig = loadKubeConfig(config.KUBECONFIG);
   let kube: Kube | undefined;
   const state = await def.init({
@@ -56,6 +58,7 @@ async function main(argv: string[]): Promise<void> {
     log,
     clock: systemClock,
     kube: () => (kube ??= createKube(kubeConfig)),
+    metrics: metrics.registry,
   });
 
   const host = createFunctionHost(def, state, {
@@ -63,6 +66,7 @@ async function main(argv: string[]): Promise<void> {
     clock: systemClock,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     requestTimeoutMs: config.REQUEST_TIMEOUT_SECONDS * 1000,
+    metrics,
   });
   const server = host.app.listen(config.PORT, config.HOST);
   await new Promise<void>((res, rej) => server.once("listening", res).once("error", rej));

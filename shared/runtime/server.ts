@@ -6,12 +6,14 @@ import { asFunctionError, FunctionError, httpStatusFor } from "./errors.ts";
 import { parseCloudEvent } from "./cloudevent.ts";
 import type { Logger } from "./logger.ts";
 import type { Clock } from "./clock.ts";
+import type { RuntimeMetrics } from "./metrics.ts";
 
 export interface HostOptions {
   log: Logger;
   clock: Clock;
   bodyLimitBytes: number;
   requestTimeoutMs: number;
+  metrics: RuntimeMetrics;
 }
 
 export interface FunctionHost {
@@ -50,15 +52,48 @@ export function createFunctionHost(
       .send(ready ? "OK" : "not ready");
   });
 
-  app.post("/", express.raw({ type: () => true, limit: opts.bodyLimitBytes }), async (req, res) => {
+  /** Runs one request's work: timeout, abort on shutdown, logging, metrics, and the one error-to-status mapping. */
+  const serve = async (
+    route: string,
+    res: Response,
+    work: (
+      controller: AbortController,
+      setLog: (l: Logger) => void,
+    ) => Promise<Record<string, unknown> | void>,
+  ) => {
     const started = performance.now();
     const controller = new AbortController();
     inflight.add(controller);
     let log = opts.log;
     try {
+      const result = await withTimeout(
+        work(controller, (l) => (log = l)),
+        opts.requestTimeoutMs,
+        controller,
+      );
+      log.info("request handled", { route, ms: elapsed(started), ...(result ?? {}) });
+      opts.metrics.observe(route, 200, "ok", started);
+      res.status(200).json({ ok: true, ...(result ?? {}) });
+    } catch (err) {
+      const fe = asFunctionError(err);
+      const status = httpStatusFor(fe.kind);
+      const fields = { route, kind: fe.kind, status, error: fe.message, ms: elapsed(started) };
+      if (status >= 500) log.error("request failed", { ...fields, cause: causeOf(fe) });
+      else log.warn("request rejected", fields);
+      opts.metrics.observe(route, status, fe.kind, started);
+      res.status(status).json({ error: { kind: fe.kind, message: fe.message, details: fe.details } });
+    } finally {
+      inflight.delete(controller);
+      settle();
+    }
+  };
+
+  app.post("/", express.raw({ type: () => true, limit: opts.bodyLimitBytes }), (req, res) =>
+    serve("cloudevent", res, async (controller, setLog) => {
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const envelope = parseCloudEvent(req.headers, body);
-      log = opts.log.child({ ceId: envelope.id, ceType: envelope.type, ceSubject: envelope.subject });
+      const log = opts.log.child({ ceId: envelope.id, ceType: envelope.type, ceSubject: envelope.subject });
+      setLog(log);
       const parsed = def.event.safeParse(envelope);
       if (!parsed.success) {
         throw new FunctionError(
@@ -67,35 +102,49 @@ export function createFunctionHost(
           z.treeifyError(parsed.error),
         );
       }
-      const result = await withTimeout(
-        def.handle(parsed.data, {
+      return def.handle(parsed.data, {
+        state,
+        log,
+        clock: opts.clock,
+        signal: controller.signal,
+        cloudevent: {
+          id: envelope.id,
+          type: envelope.type,
+          source: envelope.source,
+          subject: envelope.subject,
+        },
+      });
+    }),
+  );
+
+  for (const route of def.routes ?? []) {
+    app.post(route.path, express.raw({ type: () => true, limit: opts.bodyLimitBytes }), (req, res) =>
+      serve(route.path, res, async (controller) => {
+        const raw = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : "";
+        let json: unknown = {};
+        if (raw.trim() !== "") {
+          try {
+            json = JSON.parse(raw);
+          } catch {
+            throw new FunctionError("malformed", "body is not valid JSON");
+          }
+        }
+        const parsed = route.body.safeParse(json);
+        if (!parsed.success)
+          throw new FunctionError("malformed", "invalid request body", z.treeifyError(parsed.error));
+        return route.handle(parsed.data, {
           state,
-          log,
+          log: opts.log.child({ route: route.path }),
           clock: opts.clock,
+          headers: req.headers,
           signal: controller.signal,
-          cloudevent: {
-            id: envelope.id,
-            type: envelope.type,
-            source: envelope.source,
-            subject: envelope.subject,
-          },
-        }),
-        opts.requestTimeoutMs,
-        controller,
-      );
-      log.info("event handled", { ms: elapsed(started), ...(result ?? {}) });
-      res.status(200).json({ ok: true, ...(result ?? {}) });
-    } catch (err) {
-      const fe = asFunctionError(err);
-      const status = httpStatusFor(fe.kind);
-      const fields = { kind: fe.kind, status, error: fe.message, ms: elapsed(started) };
-      if (status >= 500) log.error("event failed", { ...fields, cause: causeOf(fe) });
-      else log.warn("event rejected", fields);
-      res.status(status).json({ error: { kind: fe.kind, message: fe.message, details: fe.details } });
-    } finally {
-      inflight.delete(controller);
-      settle();
-    }
+        });
+      }),
+    );
+  }
+
+  app.get("/metrics", async (_req, res) => {
+    res.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics());
   });
 
   app.all("/", (_req, res) => {

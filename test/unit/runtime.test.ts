@@ -9,6 +9,7 @@ import { defineFunction } from "../../shared/runtime/define.ts";
 import { createFunctionHost } from "../../shared/runtime/server.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
 import { systemClock } from "../../shared/runtime/clock.ts";
+import { createRuntimeMetrics } from "../../shared/runtime/metrics.ts";
 import { apiServerEvent, pingEvent, type ObjectEvent, type PingEvent } from "../../shared/events/knative.ts";
 import { transient } from "../../shared/runtime/errors.ts";
 
@@ -39,6 +40,7 @@ before(async () => {
       clock: systemClock,
       bodyLimitBytes: 64 * 1024,
       requestTimeoutMs: 200,
+      metrics: createRuntimeMetrics("probe", false),
     },
   );
   host.setReady(true);

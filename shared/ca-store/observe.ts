@@ -1,0 +1,52 @@
+// What a CA change tells the world: an Event on the CA Secret, a log line, and the expiry gauge.
+import { Gauge, type Registry } from "prom-client";
+import type { X509Certificate } from "../pki/x509.ts";
+import type { Kube } from "../kube/client.ts";
+import { recordEvent } from "../kube/events.ts";
+import type { Logger } from "../runtime/logger.ts";
+import type { CaMaterial } from "./store.ts";
+import type { CaLocation } from "./layout.ts";
+
+/** `service_ca_expiry_time_seconds`: OpenShift's name for the CA's not-after, so existing alerts keep working. */
+export function caExpiryGauge(registry: Registry): (material: CaMaterial) => void {
+  const gauge = new Gauge({
+    name: "service_ca_expiry_time_seconds",
+    help: "Unix time at which the current service CA certificate expires",
+    registers: [registry],
+  });
+  return (m) => gauge.set(Math.floor(m.signer.cert.notAfter.getTime() / 1000));
+}
+
+const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
+
+export async function announceRotation(
+  deps: { kube: Kube; log: Logger; where: CaLocation; component: string; now: Date },
+  rotated: { material: CaMaterial; previous: X509Certificate },
+  reason: string,
+): Promise<void> {
+  const until = rfc3339(rotated.previous.notAfter);
+  deps.log.info("rotated the service CA", {
+    ca: rotated.material.name,
+    notAfter: rfc3339(rotated.material.signer.cert.notAfter),
+    previousTrustedUntil: until,
+    reason,
+  });
+  await recordEvent(
+    deps.kube,
+    deps.log,
+    {
+      apiVersion: "v1",
+      kind: "Secret",
+      namespace: deps.where.namespace,
+      name: deps.where.secretName,
+      uid: rotated.material.secretUid,
+    },
+    {
+      type: "Normal",
+      reason: "ServiceCARotated",
+      message: `rotated to ${rotated.material.name} (${reason}); previous CA trusted until ${until}`,
+      component: deps.component,
+      now: deps.now,
+    },
+  );
+}

@@ -1,0 +1,63 @@
+// Who is calling, and may they? The API server answers (TokenReview, SubjectAccessReview): no secrets of our own.
+import type { IncomingHttpHeaders } from "node:http";
+import type { Kube } from "./client.ts";
+import { classifyKubeError } from "./client.ts";
+import { FunctionError, forbidden } from "../runtime/errors.ts";
+import * as k8s from "@kubernetes/client-node";
+
+export interface Permission {
+  verb: string;
+  resource: string;
+  group?: string;
+  namespace?: string;
+  name?: string;
+}
+
+export async function authorizeBearer(
+  kube: Kube,
+  headers: IncomingHttpHeaders,
+  need: Permission,
+): Promise<string> {
+  const match = /^Bearer\s+(\S+)$/i.exec(headers.authorization ?? "");
+  if (!match)
+    throw new FunctionError(
+      "unauthenticated",
+      "send a Kubernetes bearer token: Authorization: Bearer <token>",
+    );
+  const authn = kube.config.makeApiClient(k8s.AuthenticationV1Api);
+  const authz = kube.config.makeApiClient(k8s.AuthorizationV1Api);
+  let review;
+  try {
+    review = await authn.createTokenReview({ body: { spec: { token: match[1]! } } });
+  } catch (err) {
+    throw classifyKubeError(err, "review the bearer token");
+  }
+  const user = review.status?.user;
+  if (!review.status?.authenticated || !user?.username) {
+    throw new FunctionError(
+      "unauthenticated",
+      `the bearer token was not accepted${review.status?.error ? `: ${review.status.error}` : ""}`,
+    );
+  }
+  let access;
+  try {
+    access = await authz.createSubjectAccessReview({
+      body: {
+        spec: {
+          user: user.username,
+          groups: user.groups,
+          uid: user.uid,
+          extra: user.extra,
+          resourceAttributes: { ...need, group: need.group ?? "" },
+        },
+      },
+    });
+  } catch (err) {
+    throw classifyKubeError(err, "check the caller's permission");
+  }
+  if (!access.status?.allowed) {
+    const what = `${need.verb} ${need.resource}${need.name ? `/${need.name}` : ""}${need.namespace ? ` in ${need.namespace}` : ""}`;
+    throw forbidden(`${user.username} may not ${what}, which this action requires`);
+  }
+  return user.username;
+}

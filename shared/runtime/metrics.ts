@@ -1,0 +1,33 @@
+// Prometheus metrics every function host exposes on GET /metrics; functions add their own to the registry.
+import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+
+export interface RuntimeMetrics {
+  registry: Registry;
+  observe(route: string, status: number, outcome: string, startedAt: number): void;
+}
+
+export function createRuntimeMetrics(functionName: string, withProcessMetrics = true): RuntimeMetrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ function: functionName });
+  if (withProcessMetrics) collectDefaultMetrics({ register: registry });
+  const requests = new Counter({
+    name: "service_ca_requests_total",
+    help: "Requests handled, by route, HTTP status and outcome",
+    labelNames: ["route", "status", "outcome"],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "service_ca_request_duration_seconds",
+    help: "Time to handle a request",
+    labelNames: ["route"],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  return {
+    registry,
+    observe: (route, status, outcome, startedAt) => {
+      requests.inc({ route, status: String(status), outcome });
+      duration.observe({ route }, (performance.now() - startedAt) / 1000);
+    },
+  };
+}

@@ -1,0 +1,216 @@
+// CA rotation with no outage: every {old, new} certificate × {old, new} bundle pair still handshakes,
+// the admin endpoint is authenticated and authorized by the API server, and racing rotations make one CA.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import * as k8s from "@kubernetes/client-node";
+import { testCluster, type TestCluster } from "../support/cluster.ts";
+import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../support/events.ts";
+import { createNamespace } from "../support/namespaces.ts";
+import { handshake, openssl } from "../support/tls.ts";
+import { kubectl } from "../support/kubectl.ts";
+import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { decodeBundle } from "../../shared/pki/index.ts";
+
+let cluster: TestCluster;
+let core: k8s.CoreV1Api;
+let caNs: string;
+let ns: string;
+const fns: Record<string, RunningFunction> = {};
+
+before(async () => {
+  cluster = await testCluster();
+  core = cluster.kc.makeApiClient(k8s.CoreV1Api);
+  caNs = await createNamespace(cluster.kc, "ca-rotation");
+  ns = await createNamespace(cluster.kc, "rotation");
+  const env = { LOG_LEVEL: "warn", CA_NAMESPACE: caNs };
+  for (const name of ["issue-serving-cert", "rotate-ca", "expiry-scan", "inject-configmap"]) {
+    fns[name] = await startFunction(name, { kubeconfig: cluster.kubeconfig, env });
+  }
+});
+after(() => Promise.all(Object.values(fns).map((f) => f.process.stop())));
+
+const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string) =>
+  ({ ...o, apiVersion: "v1", kind }) as unknown as ObjectLike;
+const decode = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString("utf8");
+const bundle = async () =>
+  (await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" })).data!["ca-bundle.crt"]!;
+
+async function tokenFor(sa: string, rules: k8s.V1PolicyRule[] | undefined): Promise<string> {
+  await core.createNamespacedServiceAccount({ namespace: caNs, body: { metadata: { name: sa } } });
+  if (rules) {
+    const rbac = cluster.kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+    await rbac.createNamespacedRole({ namespace: caNs, body: { metadata: { name: sa }, rules } });
+    await rbac.createNamespacedRoleBinding({
+      namespace: caNs,
+      body: {
+        metadata: { name: sa },
+        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: sa },
+        subjects: [{ kind: "ServiceAccount", name: sa, namespace: caNs }],
+      },
+    });
+  }
+  const t = await core.createNamespacedServiceAccountToken({
+    namespace: caNs,
+    name: sa,
+    body: { spec: { audiences: [] } },
+  });
+  return t.status!.token;
+}
+
+const rotate = (token: string | undefined, body: unknown = { reason: "test" }) =>
+  fetch(`${fns["rotate-ca"]!.url}/rotate`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+
+describe("rotate-ca", () => {
+  it("keeps every {old, new} certificate × {old, new} bundle pair working through a forced rotation", async () => {
+    const svc = await core.createNamespacedService({
+      namespace: ns,
+      body: {
+        metadata: { name: "api", annotations: { [annotations.secretName]: "api-tls" } },
+        spec: { ports: [{ port: 443 }] },
+      },
+    });
+    assert.equal(
+      (await deliver(fns["issue-serving-cert"]!.url, apiServerEvent(asEvent(svc, "Service"), "add"))).status,
+      200,
+    );
+    const cm = await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: {
+        metadata: { name: "trust", annotations: { "service.beta.openshift.io/inject-cabundle": "true" } },
+      },
+    });
+    assert.equal(
+      (await deliver(fns["inject-configmap"]!.url, apiServerEvent(asEvent(cm, "ConfigMap"), "add"))).status,
+      200,
+    );
+
+    const oldSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
+    const oldBundle = await bundle();
+    assert.equal(decodeBundle(oldBundle).length, 1);
+
+    // Not due on the daily ping: a fresh CA has 790 days.
+    const ping = await deliver(fns["rotate-ca"]!.url, pingEvent(caNs, "rotate-ca-daily"));
+    assert.equal(ping.json.outcome, "not-due");
+
+    const admin = await tokenFor("ca-admin", [
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
+    ]);
+    const res = await rotate(admin, { reason: "test the overlap" });
+    assert.equal(res.status, 200, await res.clone().text());
+    const body = (await res.json()) as { outcome: string; previousTrustedUntil: string };
+    assert.equal(body.outcome, "rotated");
+
+    const newBundle = await bundle();
+    assert.equal(decodeBundle(newBundle).length, 2, "the new CA and, until it expires, the previous one");
+    // The CA Secret changed: the fan-out (expiry-scan on the CA Secret event, injectors on the bundle event).
+    const caSecret = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    const scan = await deliver(
+      fns["expiry-scan"]!.url,
+      apiServerEvent(asEvent(caSecret, "Secret"), "update"),
+    );
+    assert.equal(scan.status, 200, JSON.stringify(scan.json));
+    const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
+    assert.equal(
+      (await deliver(fns["inject-configmap"]!.url, apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update")))
+        .status,
+      200,
+    );
+    assert.equal(
+      (await core.readNamespacedConfigMap({ namespace: ns, name: "trust" })).data!["service-ca.crt"],
+      newBundle,
+    );
+
+    const newSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
+    assert.notEqual(decode(newSecret, "tls.crt"), decode(oldSecret, "tls.crt"), "re-issued by the new CA");
+    assert.equal(
+      decodeBundle(decode(newSecret, "tls.crt")).length,
+      2,
+      "leaf + the new CA cross-signed by the old key",
+    );
+    const signedBy = (await core.readNamespacedService({ namespace: ns, name: "api" })).metadata!
+      .annotations![annotations.signedBy];
+    assert.notEqual(signedBy, svc.metadata?.annotations?.[annotations.signedBy]);
+
+    const servername = `api.${ns}.svc`;
+    for (const [leafName, s] of [
+      ["old", oldSecret],
+      ["new", newSecret],
+    ] as const) {
+      for (const [bundleName, ca] of [
+        ["old", oldBundle],
+        ["new", newBundle],
+      ] as const) {
+        await assert.doesNotReject(
+          handshake({ cert: decode(s, "tls.crt"), key: decode(s, "tls.key"), ca, servername }),
+          `${leafName} certificate with the ${bundleName} bundle`,
+        );
+      }
+    }
+    // openssl agrees: the new leaf verifies against the old bundle through the served intermediate.
+    const [leaf, bridge] = decodeBundle(decode(newSecret, "tls.crt"));
+    assert.match(
+      await openssl(["verify", "-CAfile", "old.pem", "-untrusted", "bridge.pem", "leaf.pem"], {
+        "old.pem": oldBundle,
+        "bridge.pem": bridge!.toString("pem"),
+        "leaf.pem": leaf!.toString("pem"),
+      }),
+      /leaf.pem: OK/,
+    );
+
+    const events = JSON.parse(await kubectl(cluster, "get", "events", "-n", caNs, "-o", "json"));
+    const rotated = events.items.find((e: k8s.CoreV1Event) => e.reason === "ServiceCARotated");
+    assert.ok(rotated, "a ServiceCARotated event");
+    assert.match(rotated.message, /previous CA trusted until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ/);
+
+    const metrics = await (await fetch(`${fns["rotate-ca"]!.url}/metrics`)).text();
+    const notAfter = decodeBundle(newBundle)[0]!.notAfter.getTime() / 1000;
+    assert.match(
+      metrics,
+      new RegExp(`service_ca_expiry_time_seconds\\{function="rotate-ca"\\} ${Math.floor(notAfter)}`),
+    );
+  });
+
+  it("refuses callers without a token or without the right to update the CA Secret", async () => {
+    assert.equal((await rotate(undefined)).status, 401);
+    assert.equal((await rotate("not-a-token")).status, 401);
+    const nobody = await tokenFor("ca-nobody", undefined);
+    const res = await rotate(nobody);
+    assert.equal(res.status, 403);
+    assert.match(
+      ((await res.json()) as { error: { message: string } }).error.message,
+      /may not update secrets\/signing-key/,
+    );
+    assert.equal((await rotate(nobody, { reason: "" })).status, 400);
+  });
+
+  it("two rotations racing produce one new CA", async () => {
+    const admin = await tokenFor("ca-racer", [
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
+    ]);
+    const before = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    const [a, b] = await Promise.all([
+      rotate(admin, { reason: "race a" }),
+      rotate(admin, { reason: "race b" }),
+    ]);
+    const outcomes = [
+      ((await a.json()) as { outcome: string }).outcome,
+      ((await b.json()) as { outcome: string }).outcome,
+    ].sort();
+    const after = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    const writes = Number(after.metadata!.resourceVersion) > Number(before.metadata!.resourceVersion);
+    assert.ok(writes);
+    // Exactly one write won; the loser reports the winner's CA instead of making a second one.
+    assert.deepEqual(outcomes, ["rotated", "rotated-concurrently"]);
+    const bundleCerts = decodeBundle(decode(after, "ca-bundle.crt"));
+    assert.equal(bundleCerts.length, 2);
+    assert.equal(
+      decode(after, "previous-ca.crt"),
+      decodeBundle(decode(before, "tls.crt"))[0]!.toString("pem") + "\n",
+    );
+  });
+});
