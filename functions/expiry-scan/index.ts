@@ -8,11 +8,12 @@ import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { scanServices } from "../../shared/serving-cert/scan.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
+import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
 
 export default defineFunction({
   name: "expiry-scan",
   description:
-    "re-issues every serving certificate that is missing, broken, from a retired CA or near expiry, and republishes the CA bundle; runs on a ping and when the CA Secret changes",
+    "re-issues every serving certificate that is missing, broken, from a retired CA or near expiry, and republishes the CA bundle; runs on a ping and when the published CA bundle changes",
   config: {
     ...caStoreConfigShape,
     SERVING_CERT_VALIDITY_DAYS: z.coerce
@@ -36,7 +37,8 @@ export default defineFunction({
       .default(8)
       .describe("Services reconciled at once"),
   },
-  event: z.union([pingEvent, apiServerEvent([{ apiVersion: "v1", kind: "Secret" }])]),
+  // The bundle ConfigMap changes exactly when the CA does, and watching it needs no right to read Secrets.
+  event: z.union([pingEvent, apiServerEvent([{ apiVersion: "v1", kind: "ConfigMap" }])]),
   init({ config, kube, clock, log, metrics }) {
     const where = caLocationFrom(config);
     return {

@@ -92,7 +92,12 @@ export function createFunctionHost(
     serve("cloudevent", res, async (controller, setLog) => {
       const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
       const envelope = parseCloudEvent(req.headers, body);
-      const log = opts.log.child({ ceId: envelope.id, ceType: envelope.type, ceSubject: envelope.subject });
+      const log = opts.log.child({
+        ceId: envelope.id,
+        ceType: envelope.type,
+        ceSource: envelope.source,
+        ceSubject: envelope.subject,
+      });
       setLog(log);
       const parsed = def.event.safeParse(envelope);
       if (!parsed.success) {

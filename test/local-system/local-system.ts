@@ -1,0 +1,214 @@
+// The whole system on this machine, wired as on a cluster: control plane → Knative CRDs → infra/ applied →
+// each function as a process under its own ServiceAccount token → Knative's own adapters as event sources.
+import { execFile } from "node:child_process";
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import * as k8s from "@kubernetes/client-node";
+import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
+import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { freePort, spawnTied, type Tied } from "../support/processes.ts";
+import { deliver, pingEvent } from "../support/events.ts";
+import { functionNames } from "../../shared/runtime/names.ts";
+import { knativeCrdManifest } from "./knative-crds.ts";
+
+const run = promisify(execFile);
+const repoRoot = join(import.meta.dirname, "../..");
+export const SYSTEM_NAMESPACE = "service-ca";
+const KNATIVE_NAMESPACE = "knative-eventing";
+
+export interface LocalSystem {
+  plane: ControlPlane;
+  functions: Map<string, RunningFunction>;
+  sources: Tied[];
+  kc: k8s.KubeConfig;
+  /** a kubeconfig authenticating as the given ServiceAccount of the system namespace */
+  kubeconfigFor(serviceAccount: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export interface LocalSystemOptions {
+  log?: (line: string) => void;
+  /** Extra environment for every function (e.g. LOG_LEVEL). */
+  functionEnv?: Record<string, string>;
+}
+
+export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<LocalSystem> {
+  const log = opts.log ?? (() => {});
+  const plane = await startControlPlane({ log });
+  const functions = new Map<string, RunningFunction>();
+  const sources: Tied[] = [];
+  const stop = async () => {
+    await Promise.all(sources.map((s) => s.stop(3000)));
+    await Promise.all([...functions.values()].map((f) => f.process.stop()));
+    await plane.stop();
+  };
+  try {
+    const started = performance.now();
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(plane.kubeconfig);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const kubectl = (...args: string[]) => run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, ...args], { maxBuffer: 32 << 20 });
+    const work = join(plane.dir, "local-system");
+    await mkdir(work, { recursive: true });
+
+    await kubectl("apply", "--server-side", "-f", await knativeCrdManifest(work));
+    await kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/apiserversources.sources.knative.dev", "crd/pingsources.sources.knative.dev", "crd/services.serving.knative.dev");
+    await kubectl("apply", "-k", join(repoRoot, "infra"));
+    log(`Knative CRDs and infra/ applied in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+
+    const kubeconfigFor = async (sa: string) => {
+      const token = await core.createNamespacedServiceAccountToken({
+        namespace: SYSTEM_NAMESPACE,
+        name: sa,
+        body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+      });
+      const file = join(work, `${sa}.kubeconfig`);
+      const user = new k8s.KubeConfig();
+      user.loadFromOptions({
+        clusters: [{ name: "local", server: plane.server, caFile: plane.caFile }],
+        users: [{ name: sa, token: token.status!.token }],
+        contexts: [{ name: "local", cluster: "local", user: sa }],
+        currentContext: "local",
+      });
+      await writeFile(file, user.exportConfig(), { mode: 0o600 });
+      return file;
+    };
+
+    // Functions, each as its own ServiceAccount: RBAC is exercised exactly as deployed.
+    const logs = join(plane.dir, "logs");
+    await Promise.all(
+      functionNames().map(async (name) => {
+        const fn = await startFunction(name, {
+          kubeconfig: await kubeconfigFor(name),
+          logFile: join(logs, `${name}.log`),
+          env: { ...(opts.functionEnv ?? {}) },
+        });
+        functions.set(name, fn);
+      }),
+    );
+
+    // The event sources, from the ApiServerSources and PingSources infra/ created.
+    const sinkUrl = (name: string) => {
+      const fn = functions.get(name);
+      if (!fn) throw new Error(`a source points at ${name}, which is not a function of this repository`);
+      return fn.url;
+    };
+    const co = kc.makeApiClient(k8s.CustomObjectsApi);
+    const apiSources = (await co.listNamespacedCustomObject({ group: "sources.knative.dev", version: "v1", namespace: SYSTEM_NAMESPACE, plural: "apiserversources" })) as { items: ApiServerSource[] };
+    for (const src of apiSources.items) {
+      sources.push(
+        spawnTied(`apiserversource/${src.metadata.name}`, join(plane.binDir, "apiserver_receive_adapter"), ["--kubeconfig", await kubeconfigFor(src.spec.serviceAccountName)], {
+          env: { ...process.env, ...adapterEnv(src, sinkUrl(src.spec.sink.ref.name), String(await freePort())) },
+          logFile: join(logs, `apiserversource-${src.metadata.name}.log`),
+        }),
+      );
+    }
+    await startPingAdapter(plane, kc, co, sinkUrl, logs, sources);
+    log(`${sources.length} event source adapters started`);
+
+    // ApiServerSource does not replay objects that existed before it started: one repair round now converges them.
+    for (const name of ["expiry-scan", "inject-configmap", "inject-apiservice", "inject-crd", "inject-webhooks"]) {
+      const res = await deliver(functions.get(name)!.url, pingEvent(SYSTEM_NAMESPACE, "startup", { reason: "startup" }));
+      if (res.status !== 200) log(`startup repair of ${name} answered ${res.status}: ${JSON.stringify(res.json)}`);
+    }
+    return { plane, functions, sources, kc, kubeconfigFor, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+interface ApiServerSource {
+  metadata: { name: string; namespace: string };
+  spec: {
+    mode?: string;
+    serviceAccountName: string;
+    namespaceSelector?: Record<string, unknown>;
+    resources: Array<{ apiVersion: string; kind: string; selector?: { matchLabels?: Record<string, string> } }>;
+    sink: { ref: { name: string } };
+  };
+}
+
+/** The environment Knative's ApiServerSource reconciler gives the receive adapter's Deployment. */
+function adapterEnv(src: ApiServerSource, sink: string, profilingPort: string): Record<string, string> {
+  const all = src.spec.namespaceSelector !== undefined && Object.keys(src.spec.namespaceSelector).length === 0;
+  const config = {
+    namespaces: all ? [] : [src.metadata.namespace],
+    allNamespaces: all,
+    resources: src.spec.resources.map((r) => {
+      const [group, version] = r.apiVersion.includes("/") ? r.apiVersion.split("/") : ["", r.apiVersion];
+      const selector = Object.entries(r.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
+      return { gvr: { Group: group, Version: version, Resource: r.kind.toLowerCase() + "s" }, ...(selector ? { selector } : {}) };
+    }),
+    mode: src.spec.mode ?? "Reference",
+    failFast: false,
+  };
+  return {
+    NAME: src.metadata.name,
+    NAMESPACE: src.metadata.namespace,
+    K_SINK: sink,
+    K_SOURCE_CONFIG: JSON.stringify(config),
+    K_LOGGING_CONFIG: "{}",
+    K_OBSERVABILITY_CONFIG: "{}",
+    K_LEADER_ELECTION_CONFIG: "{}",
+    K_COMPONENT: "apiserversource",
+    K_RESOURCE_GROUP: "apiserversources.sources.knative.dev",
+    SYSTEM_NAMESPACE: KNATIVE_NAMESPACE,
+    METRICS_DOMAIN: "knative.dev/eventing",
+    POD_NAME: `${src.metadata.name}-adapter`,
+    PROFILING_PORT: profilingPort,
+  };
+}
+
+/**
+ * mtping acts only on PingSources whose status is Ready with a sinkUri; with no eventing controller here,
+ * the harness sets that status as the controller would, pointing at the local function.
+ */
+async function startPingAdapter(
+  plane: ControlPlane,
+  kc: k8s.KubeConfig,
+  co: k8s.CustomObjectsApi,
+  sinkUrl: (name: string) => string,
+  logs: string,
+  sources: Tied[],
+) {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  await core.createNamespace({ body: { metadata: { name: KNATIVE_NAMESPACE } } });
+  for (const name of ["config-logging", "config-observability"]) {
+    await core.createNamespacedConfigMap({ namespace: KNATIVE_NAMESPACE, body: { metadata: { name } } });
+  }
+  const pings = (await co.listNamespacedCustomObject({ group: "sources.knative.dev", version: "v1", namespace: SYSTEM_NAMESPACE, plural: "pingsources" })) as {
+    items: Array<{ metadata: { name: string; generation?: number }; spec: { sink: { ref: { name: string } } } }>;
+  };
+  for (const p of pings.items) await markPingSourceReady(plane, p.metadata.name, sinkUrl(p.spec.sink.ref.name), p.metadata.generation ?? 1);
+  sources.push(
+    spawnTied("mtping", join(plane.binDir, "mtping"), ["--disable-ha", "--kubeconfig", plane.kubeconfig], {
+      env: {
+        ...process.env,
+        SYSTEM_NAMESPACE: KNATIVE_NAMESPACE,
+        NAMESPACE: KNATIVE_NAMESPACE,
+        K_OBSERVABILITY_CONFIG: "{}",
+        K_LOGGING_CONFIG: "{}",
+        K_SINK_TIMEOUT: "-1",
+        K_NO_SHUTDOWN_AFTER: "0",
+        POD_NAME: "pingsource-mt-adapter-local",
+        METRICS_DOMAIN: "knative.dev/eventing",
+        PROFILING_PORT: String(await freePort()),
+      },
+      logFile: join(logs, "mtping.log"),
+    }),
+  );
+}
+
+export async function markPingSourceReady(plane: ControlPlane, name: string, sinkUri: string, generation = 1): Promise<void> {
+  const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
+  const status = {
+    status: {
+      observedGeneration: generation,
+      sinkUri,
+      conditions: ["Ready", "SinkProvided", "Deployed", "OIDCIdentityCreated"].map((type) => ({ type, status: "True", lastTransitionTime: now })),
+    },
+  };
+  await run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, "patch", "pingsource", name, "-n", SYSTEM_NAMESPACE, "--subresource=status", "--type=merge", "-p", JSON.stringify(status)]);
+}
