@@ -48,12 +48,20 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(plane.kubeconfig);
     const core = kc.makeApiClient(k8s.CoreV1Api);
-    const kubectl = (...args: string[]) => run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, ...args], { maxBuffer: 32 << 20 });
+    const kubectl = (...args: string[]) =>
+      run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, ...args], { maxBuffer: 32 << 20 });
     const work = join(plane.dir, "local-system");
     await mkdir(work, { recursive: true });
 
     await kubectl("apply", "--server-side", "-f", await knativeCrdManifest(work));
-    await kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/apiserversources.sources.knative.dev", "crd/pingsources.sources.knative.dev", "crd/services.serving.knative.dev");
+    await kubectl(
+      "wait",
+      "--for=condition=Established",
+      "--timeout=60s",
+      "crd/apiserversources.sources.knative.dev",
+      "crd/pingsources.sources.knative.dev",
+      "crd/services.serving.knative.dev",
+    );
     await kubectl("apply", "-k", join(repoRoot, "infra"));
     log(`Knative CRDs and infra/ applied in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
@@ -95,22 +103,45 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
       return fn.url;
     };
     const co = kc.makeApiClient(k8s.CustomObjectsApi);
-    const apiSources = (await co.listNamespacedCustomObject({ group: "sources.knative.dev", version: "v1", namespace: SYSTEM_NAMESPACE, plural: "apiserversources" })) as { items: ApiServerSource[] };
+    const apiSources = (await co.listNamespacedCustomObject({
+      group: "sources.knative.dev",
+      version: "v1",
+      namespace: SYSTEM_NAMESPACE,
+      plural: "apiserversources",
+    })) as { items: ApiServerSource[] };
     for (const src of apiSources.items) {
       sources.push(
-        spawnTied(`apiserversource/${src.metadata.name}`, join(plane.binDir, "apiserver_receive_adapter"), ["--kubeconfig", await kubeconfigFor(src.spec.serviceAccountName)], {
-          env: { ...process.env, ...adapterEnv(src, sinkUrl(src.spec.sink.ref.name), String(await freePort())) },
-          logFile: join(logs, `apiserversource-${src.metadata.name}.log`),
-        }),
+        spawnTied(
+          `apiserversource/${src.metadata.name}`,
+          join(plane.binDir, "apiserver_receive_adapter"),
+          ["--kubeconfig", await kubeconfigFor(src.spec.serviceAccountName)],
+          {
+            env: {
+              ...process.env,
+              ...adapterEnv(src, sinkUrl(src.spec.sink.ref.name), String(await freePort())),
+            },
+            logFile: join(logs, `apiserversource-${src.metadata.name}.log`),
+          },
+        ),
       );
     }
     await startPingAdapter(plane, kc, co, sinkUrl, logs, sources);
     log(`${sources.length} event source adapters started`);
 
     // ApiServerSource does not replay objects that existed before it started: one repair round now converges them.
-    for (const name of ["expiry-scan", "inject-configmap", "inject-apiservice", "inject-crd", "inject-webhooks"]) {
-      const res = await deliver(functions.get(name)!.url, pingEvent(SYSTEM_NAMESPACE, "startup", { reason: "startup" }));
-      if (res.status !== 200) log(`startup repair of ${name} answered ${res.status}: ${JSON.stringify(res.json)}`);
+    for (const name of [
+      "expiry-scan",
+      "inject-configmap",
+      "inject-apiservice",
+      "inject-crd",
+      "inject-webhooks",
+    ]) {
+      const res = await deliver(
+        functions.get(name)!.url,
+        pingEvent(SYSTEM_NAMESPACE, "startup", { reason: "startup" }),
+      );
+      if (res.status !== 200)
+        log(`startup repair of ${name} answered ${res.status}: ${JSON.stringify(res.json)}`);
     }
     return { plane, functions, sources, kc, kubeconfigFor, stop };
   } catch (err) {
@@ -125,21 +156,31 @@ interface ApiServerSource {
     mode?: string;
     serviceAccountName: string;
     namespaceSelector?: Record<string, unknown>;
-    resources: Array<{ apiVersion: string; kind: string; selector?: { matchLabels?: Record<string, string> } }>;
+    resources: Array<{
+      apiVersion: string;
+      kind: string;
+      selector?: { matchLabels?: Record<string, string> };
+    }>;
     sink: { ref: { name: string } };
   };
 }
 
 /** The environment Knative's ApiServerSource reconciler gives the receive adapter's Deployment. */
 function adapterEnv(src: ApiServerSource, sink: string, profilingPort: string): Record<string, string> {
-  const all = src.spec.namespaceSelector !== undefined && Object.keys(src.spec.namespaceSelector).length === 0;
+  const all =
+    src.spec.namespaceSelector !== undefined && Object.keys(src.spec.namespaceSelector).length === 0;
   const config = {
     namespaces: all ? [] : [src.metadata.namespace],
     allNamespaces: all,
     resources: src.spec.resources.map((r) => {
       const [group, version] = r.apiVersion.includes("/") ? r.apiVersion.split("/") : ["", r.apiVersion];
-      const selector = Object.entries(r.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(",");
-      return { gvr: { Group: group, Version: version, Resource: r.kind.toLowerCase() + "s" }, ...(selector ? { selector } : {}) };
+      const selector = Object.entries(r.selector?.matchLabels ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(",");
+      return {
+        gvr: { Group: group, Version: version, Resource: r.kind.toLowerCase() + "s" },
+        ...(selector ? { selector } : {}),
+      };
     }),
     mode: src.spec.mode ?? "Reference",
     failFast: false,
@@ -178,10 +219,24 @@ async function startPingAdapter(
   for (const name of ["config-logging", "config-observability"]) {
     await core.createNamespacedConfigMap({ namespace: KNATIVE_NAMESPACE, body: { metadata: { name } } });
   }
-  const pings = (await co.listNamespacedCustomObject({ group: "sources.knative.dev", version: "v1", namespace: SYSTEM_NAMESPACE, plural: "pingsources" })) as {
-    items: Array<{ metadata: { name: string; generation?: number }; spec: { sink: { ref: { name: string } } } }>;
+  const pings = (await co.listNamespacedCustomObject({
+    group: "sources.knative.dev",
+    version: "v1",
+    namespace: SYSTEM_NAMESPACE,
+    plural: "pingsources",
+  })) as {
+    items: Array<{
+      metadata: { name: string; generation?: number };
+      spec: { sink: { ref: { name: string } } };
+    }>;
   };
-  for (const p of pings.items) await markPingSourceReady(plane, p.metadata.name, sinkUrl(p.spec.sink.ref.name), p.metadata.generation ?? 1);
+  for (const p of pings.items)
+    await markPingSourceReady(
+      plane,
+      p.metadata.name,
+      sinkUrl(p.spec.sink.ref.name),
+      p.metadata.generation ?? 1,
+    );
   sources.push(
     spawnTied("mtping", join(plane.binDir, "mtping"), ["--disable-ha", "--kubeconfig", plane.kubeconfig], {
       env: {
@@ -201,14 +256,35 @@ async function startPingAdapter(
   );
 }
 
-export async function markPingSourceReady(plane: ControlPlane, name: string, sinkUri: string, generation = 1): Promise<void> {
+export async function markPingSourceReady(
+  plane: ControlPlane,
+  name: string,
+  sinkUri: string,
+  generation = 1,
+): Promise<void> {
   const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
   const status = {
     status: {
       observedGeneration: generation,
       sinkUri,
-      conditions: ["Ready", "SinkProvided", "Deployed", "OIDCIdentityCreated"].map((type) => ({ type, status: "True", lastTransitionTime: now })),
+      conditions: ["Ready", "SinkProvided", "Deployed", "OIDCIdentityCreated"].map((type) => ({
+        type,
+        status: "True",
+        lastTransitionTime: now,
+      })),
     },
   };
-  await run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, "patch", "pingsource", name, "-n", SYSTEM_NAMESPACE, "--subresource=status", "--type=merge", "-p", JSON.stringify(status)]);
+  await run(plane.kubectl, [
+    "--kubeconfig",
+    plane.kubeconfig,
+    "patch",
+    "pingsource",
+    name,
+    "-n",
+    SYSTEM_NAMESPACE,
+    "--subresource=status",
+    "--type=merge",
+    "-p",
+    JSON.stringify(status),
+  ]);
 }

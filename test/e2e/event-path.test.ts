@@ -1,0 +1,315 @@
+// The system as deployed, end to end through the real event path: kubectl → API server → Knative's adapters →
+// functions running under their own ServiceAccounts → API server. No handler is called directly.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import { startLocalSystem, markPingSourceReady, type LocalSystem } from "../local-system/local-system.ts";
+import { startFunction } from "../support/function-hosts.ts";
+import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
+import { kubectl } from "../support/kubectl.ts";
+import { waitFor } from "../support/processes.ts";
+
+let system: LocalSystem;
+let core: k8s.CoreV1Api;
+const cluster = () => ({ kubectl: system.plane.kubectl, kubeconfig: system.plane.kubeconfig });
+
+before(async () => {
+  system = await startLocalSystem({
+    log: (l) => console.log(`[local-system] ${l}`),
+    functionEnv: { LOG_LEVEL: "info" },
+  });
+  core = system.kc.makeApiClient(k8s.CoreV1Api);
+  await kubectl(cluster(), "create", "namespace", "shop");
+});
+after(() => system?.stop());
+
+describe("through the real event path", () => {
+  it("kubectl annotate svc → a TLS Secret", async () => {
+    await kubectl(cluster(), "-n", "shop", "create", "service", "clusterip", "web", "--tcp=443:8443");
+    await kubectl(
+      cluster(),
+      "-n",
+      "shop",
+      "annotate",
+      "service",
+      "web",
+      "service.beta.openshift.io/serving-cert-secret-name=web-tls",
+    );
+    const secret = await waitFor(
+      "the Secret",
+      () => core.readNamespacedSecret({ namespace: "shop", name: "web-tls" }),
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    assert.equal(secret.type, "kubernetes.io/tls");
+    const crt = Buffer.from(secret.data!["tls.crt"]!, "base64").toString();
+    assert.match(crt, /BEGIN CERTIFICATE/);
+  });
+
+  it("deleting the Secret re-creates it (Secret delete event)", async () => {
+    const before = await core.readNamespacedSecret({ namespace: "shop", name: "web-tls" });
+    await kubectl(cluster(), "-n", "shop", "delete", "secret", "web-tls");
+    const again = await waitFor(
+      "the re-created Secret",
+      async () => {
+        const s = await core.readNamespacedSecret({ namespace: "shop", name: "web-tls" });
+        return s.metadata!.uid !== before.metadata!.uid ? s : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    assert.notEqual(again.data!["tls.crt"], before.data!["tls.crt"]);
+  });
+
+  it("kubectl annotate cm → service-ca.crt, other keys kept", async () => {
+    await kubectl(cluster(), "-n", "shop", "create", "configmap", "trust", "--from-literal=app.conf=keep");
+    await kubectl(
+      cluster(),
+      "-n",
+      "shop",
+      "annotate",
+      "configmap",
+      "trust",
+      "service.beta.openshift.io/inject-cabundle=true",
+    );
+    const bundle = (await core.readNamespacedConfigMap({ namespace: "service-ca", name: "signing-cabundle" }))
+      .data!["ca-bundle.crt"];
+    const cm = await waitFor(
+      "the injected bundle",
+      async () => {
+        const c = await core.readNamespacedConfigMap({ namespace: "shop", name: "trust" });
+        return c.data?.["service-ca.crt"] ? c : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    assert.equal(cm.data!["service-ca.crt"], bundle);
+    assert.equal(cm.data!["app.conf"], "keep");
+  });
+
+  it("an annotated webhook configuration → caBundle on every webhook", async () => {
+    const admission = system.kc.makeApiClient(k8s.AdmissionregistrationV1Api);
+    const webhook = (name: string) => ({
+      name,
+      clientConfig: { service: { namespace: "shop", name: "web", path: "/validate" } },
+      rules: [
+        { apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["nothing-matches"] },
+      ],
+      failurePolicy: "Ignore",
+      sideEffects: "None",
+      admissionReviewVersions: ["v1"],
+    });
+    await admission.createValidatingWebhookConfiguration({
+      body: {
+        metadata: { name: "e2e", annotations: { "service.beta.openshift.io/inject-cabundle": "true" } },
+        webhooks: [webhook("a.e2e.dev"), webhook("b.e2e.dev")],
+      },
+    });
+    const vwc = await waitFor(
+      "caBundle on both webhooks",
+      async () => {
+        const v = await admission.readValidatingWebhookConfiguration({ name: "e2e" });
+        return v.webhooks!.every((w) => w.clientConfig.caBundle) ? v : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    assert.equal(vwc.webhooks!.length, 2);
+  });
+
+  it("a PingSource tick drives expiry-scan", async () => {
+    const co = system.kc.makeApiClient(k8s.CustomObjectsApi);
+    await co.createNamespacedCustomObject({
+      group: "sources.knative.dev",
+      version: "v1",
+      namespace: "service-ca",
+      plural: "pingsources",
+      body: {
+        apiVersion: "sources.knative.dev/v1",
+        kind: "PingSource",
+        metadata: { name: "e2e-tick" },
+        spec: {
+          schedule: "*/2 * * * * *",
+          contentType: "application/json",
+          data: '{"reason":"e2e"}',
+          sink: { ref: { apiVersion: "serving.knative.dev/v1", kind: "Service", name: "expiry-scan" } },
+        },
+      },
+    });
+    await markPingSourceReady(system.plane, "e2e-tick", system.functions.get("expiry-scan")!.url);
+    const line = await waitFor(
+      "a scan triggered by the tick",
+      async () => {
+        const log = await readFile(join(system.plane.dir, "logs", "expiry-scan.log"), "utf8");
+        return log
+          .split("\n")
+          .find((l) => l.includes("/pingsources/e2e-tick") && l.includes('"outcome":"scanned"'));
+      },
+      { timeoutMs: 30_000, intervalMs: 250 },
+    );
+    assert.match(line, /"ceType":"dev.knative.sources.ping"/);
+    await co.deleteNamespacedCustomObject({
+      group: "sources.knative.dev",
+      version: "v1",
+      namespace: "service-ca",
+      plural: "pingsources",
+      name: "e2e-tick",
+    });
+  });
+});
+
+describe("infra/ as deployed", () => {
+  it("kubectl apply -k infra/ --dry-run=server passes against Knative's own CRD schemas", async () => {
+    const out = await kubectl(
+      cluster(),
+      "apply",
+      "-k",
+      join(import.meta.dirname, "../../infra"),
+      "--dry-run=server",
+    );
+    assert.match(
+      out,
+      /service\.serving\.knative\.dev\/issue-serving-cert (unchanged|configured) \(server dry run\)/,
+    );
+    assert.match(
+      out,
+      /apiserversource\.sources\.knative\.dev\/services (unchanged|configured) \(server dry run\)/,
+    );
+    assert.match(
+      out,
+      /pingsource\.sources\.knative\.dev\/rotate-ca-daily (unchanged|configured) \(server dry run\)/,
+    );
+  });
+
+  it("least privilege: the RBAC matrix, checked by the API server", async () => {
+    const authz = system.kc.makeApiClient(k8s.AuthorizationV1Api);
+    type Row = [
+      sa: string,
+      verb: string,
+      group: string,
+      resource: string,
+      namespace: string | undefined,
+      name: string | undefined,
+      allowed: boolean,
+    ];
+    const signers = ["issue-serving-cert", "expiry-scan", "rotate-ca"];
+    const injectors = ["inject-configmap", "inject-apiservice", "inject-crd", "inject-webhooks"];
+    const rows: Row[] = [
+      // What each function needs.
+      ["issue-serving-cert", "get", "", "services", "shop", "web", true],
+      ["issue-serving-cert", "patch", "", "services", "shop", "web", true],
+      ["issue-serving-cert", "create", "", "secrets", "shop", undefined, true],
+      ["issue-serving-cert", "update", "", "secrets", "shop", "web-tls", true],
+      ["issue-serving-cert", "create", "", "events", "shop", undefined, true],
+      ["expiry-scan", "list", "", "services", undefined, undefined, true],
+      ["rotate-ca", "update", "", "secrets", "service-ca", "signing-key", true],
+      ["rotate-ca", "create", "authentication.k8s.io", "tokenreviews", undefined, undefined, true],
+      ["rotate-ca", "create", "authorization.k8s.io", "subjectaccessreviews", undefined, undefined, true],
+      ["inject-configmap", "patch", "", "configmaps", "shop", "trust", true],
+      ["inject-configmap", "list", "", "configmaps", undefined, undefined, true],
+      ["inject-apiservice", "patch", "apiregistration.k8s.io", "apiservices", undefined, "v1.x", true],
+      ["inject-crd", "patch", "apiextensions.k8s.io", "customresourcedefinitions", undefined, "a.b", true],
+      [
+        "inject-webhooks",
+        "patch",
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        undefined,
+        "w",
+        true,
+      ],
+      [
+        "inject-webhooks",
+        "patch",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        undefined,
+        "w",
+        true,
+      ],
+      ...injectors
+        .filter((i) => i !== "inject-configmap")
+        .map((i): Row => [i, "get", "", "configmaps", "service-ca", "signing-cabundle", true]),
+      // The CA key: only the signers.
+      ...signers.map((s): Row => [s, "get", "", "secrets", "service-ca", "signing-key", true]),
+      ...injectors.map((i): Row => [i, "get", "", "secrets", "service-ca", "signing-key", false]),
+      // Injectors cannot read Secrets at all; nobody may list Secrets cluster-wide or in a namespace.
+      ...injectors.map((i): Row => [i, "get", "", "secrets", "shop", "web-tls", false]),
+      ...[...signers, ...injectors].map((f): Row => [f, "list", "", "secrets", undefined, undefined, false]),
+      ...[...signers, ...injectors].map((f): Row => [f, "watch", "", "secrets", undefined, undefined, false]),
+      ...[...signers, ...injectors].map((f): Row => [f, "list", "", "secrets", "shop", undefined, false]),
+      // Nothing beyond the job.
+      ["rotate-ca", "get", "", "secrets", "shop", "web-tls", false],
+      ["rotate-ca", "patch", "", "services", "shop", "web", false],
+      ["inject-configmap", "patch", "", "services", "shop", "web", false],
+      ["inject-crd", "patch", "apiregistration.k8s.io", "apiservices", undefined, "v1.x", false],
+      ["issue-serving-cert", "patch", "", "configmaps", "shop", "trust", false],
+      ["issue-serving-cert", "delete", "", "secrets", "shop", "web-tls", false],
+      ["expiry-scan", "delete", "", "services", "shop", "web", false],
+      // Event sources read only what they watch.
+      ["source-services", "watch", "", "services", undefined, undefined, true],
+      ["source-services", "get", "", "secrets", "shop", "web-tls", false],
+      ["source-ca-state", "watch", "", "configmaps", "service-ca", undefined, true],
+      ["source-ca-state", "get", "", "secrets", "service-ca", "signing-key", false],
+      ["source-configmaps", "get", "", "secrets", "service-ca", "signing-key", false],
+      [
+        "source-webhooks",
+        "watch",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        undefined,
+        undefined,
+        true,
+      ],
+      [
+        "source-webhooks",
+        "patch",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        undefined,
+        "w",
+        false,
+      ],
+    ];
+    const wrong: string[] = [];
+    for (const [sa, verb, group, resource, namespace, name, allowed] of rows) {
+      const review = await authz.createSubjectAccessReview({
+        body: {
+          spec: {
+            user: `system:serviceaccount:service-ca:${sa}`,
+            groups: ["system:serviceaccounts", "system:serviceaccounts:service-ca", "system:authenticated"],
+            resourceAttributes: { verb, group, resource, namespace, name },
+          },
+        },
+      });
+      if (Boolean(review.status?.allowed) !== allowed)
+        wrong.push(
+          `${sa} ${verb} ${group}/${resource} ${namespace ?? "*"}/${name ?? "*"}: expected ${allowed ? "allowed" : "denied"}`,
+        );
+    }
+    assert.deepEqual(wrong, [], `${rows.length} rows checked`);
+  });
+
+  it("a function given another function's token is refused with 403 and says why", async () => {
+    const wrongToken = await system.kubeconfigFor("inject-crd");
+    const fn = await startFunction("issue-serving-cert", {
+      kubeconfig: wrongToken,
+      env: { LOG_LEVEL: "error" },
+    });
+    try {
+      const svc = {
+        apiVersion: "v1",
+        kind: "Service",
+        metadata: { name: "web", namespace: "shop" },
+      } as ObjectLike;
+      const res = await deliver(fn.url, apiServerEvent(svc, "update"));
+      assert.equal(res.status, 403);
+      const err = res.json.error as { kind: string; message: string };
+      assert.equal(err.kind, "forbidden");
+      assert.match(
+        err.message,
+        /system:serviceaccount:service-ca:inject-crd.*cannot get resource "services"/,
+      );
+    } finally {
+      await fn.process.stop();
+    }
+  });
+});
