@@ -56,13 +56,10 @@ export default defineFunction({
     };
   },
   async handle(event, { state, log }) {
-    if (event.source === "apiserver") {
-      const { namespace, name } = event.ref;
-      if (namespace !== state.where.namespace || name !== state.where.secretName) {
-        throw forbidden(
-          `expiry-scan reacts only to the CA Secret ${state.where.namespace}/${state.where.secretName}`,
-        );
-      }
+    if (event.source === "apiserver" && !isBundleConfigMap(state.where, event.ref)) {
+      throw forbidden(
+        `expiry-scan reacts only to the CA bundle ConfigMap ${state.where.namespace}/${state.where.bundleConfigMapName}`,
+      );
     }
     const deps = { ...state.deps, log };
     const material = await deps.ca.signingMaterial();

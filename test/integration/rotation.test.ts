@@ -107,14 +107,13 @@ describe("rotate-ca", () => {
 
     const newBundle = await bundle();
     assert.equal(decodeBundle(newBundle).length, 2, "the new CA and, until it expires, the previous one");
-    // The CA Secret changed: the fan-out (expiry-scan on the CA Secret event, injectors on the bundle event).
-    const caSecret = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    // The published bundle changed: the fan-out (expiry-scan re-issues, injectors re-inject).
+    const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
     const scan = await deliver(
       fns["expiry-scan"]!.url,
-      apiServerEvent(asEvent(caSecret, "Secret"), "update"),
+      apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
     );
     assert.equal(scan.status, 200, JSON.stringify(scan.json));
-    const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
     assert.equal(
       (await deliver(fns["inject-configmap"]!.url, apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update")))
         .status,
