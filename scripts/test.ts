@@ -5,6 +5,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { startControlPlane } from "../test/controlplane/control-plane.ts";
 import { clusterEnv } from "../test/support/cluster.ts";
+import { installInfra } from "../test/local-system/local-system.ts";
 
 const root = process.cwd();
 const args = process.argv.slice(2);
@@ -45,6 +46,8 @@ const files = testFiles(join(root, "test")).filter(
   (f) => filters.length === 0 || filters.some((p) => f.includes(p)),
 );
 const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
+// Tests run every function under its own ServiceAccount, so infra/ (and the Knative CRDs it needs) comes first.
+await installInfra(plane);
 const stop = async () => {
   await plane.stop();
 };

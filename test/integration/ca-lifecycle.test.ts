@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { createNamespace } from "../support/namespaces.ts";
+import { functionKubeconfig } from "../support/identities.ts";
 import { openssl } from "../support/tls.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
@@ -20,9 +21,13 @@ import {
 
 let cluster: TestCluster;
 let caNs: string;
+let asRotateCa: k8s.KubeConfig;
 before(async () => {
   cluster = await testCluster();
   caNs = await createNamespace(cluster.kc, "ca-lifecycle");
+  // The store runs with rotate-ca's own rights, as the function would.
+  asRotateCa = new k8s.KubeConfig();
+  asRotateCa.loadFromFile(await functionKubeconfig(cluster, "rotate-ca", caNs));
 });
 
 const day = (n: number, t0: Date) => new Date(t0.getTime() + n * DAY_MS);
@@ -49,7 +54,7 @@ describe("the CA over its whole life", () => {
     const t0 = new Date();
     const clock = new ManualClock(t0);
     const store = new CaStore(
-      createKube(cluster.kc),
+      createKube(asRotateCa),
       { namespace: caNs, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
       clock,
       createLogger("error"),
@@ -85,7 +90,7 @@ describe("the CA over its whole life", () => {
     // Past the first CA's expiry: it leaves the bundle and the bridge leaves new chains.
     clock.set(day(791, t0));
     const later = await new CaStore(
-      createKube(cluster.kc),
+      createKube(asRotateCa),
       { namespace: caNs, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
       clock,
       createLogger("error"),

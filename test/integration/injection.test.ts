@@ -9,6 +9,7 @@ import { request } from "node:https";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
@@ -61,7 +62,7 @@ before(async () => {
     "inject-crd",
     "inject-webhooks",
   ]) {
-    fns[name] = await startFunction(name, { kubeconfig: cluster.kubeconfig, env });
+    fns[name] = await startFunction(name, { kubeconfig: await functionKubeconfig(cluster, name), env });
   }
 
   // The backend Service, its serving certificate from issue-serving-cert, and its endpoint on the test host.

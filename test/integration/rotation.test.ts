@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../support/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { handshake, openssl } from "../support/tls.ts";
@@ -25,7 +26,7 @@ before(async () => {
   ns = await createNamespace(cluster.kc, "rotation");
   const env = { LOG_LEVEL: "warn", CA_NAMESPACE: caNs };
   for (const name of ["issue-serving-cert", "rotate-ca", "expiry-scan", "inject-configmap"]) {
-    fns[name] = await startFunction(name, { kubeconfig: cluster.kubeconfig, env });
+    fns[name] = await startFunction(name, { kubeconfig: await functionKubeconfig(cluster, name, caNs), env });
   }
 });
 after(() => Promise.all(Object.values(fns).map((f) => f.process.stop())));

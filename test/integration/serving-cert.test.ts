@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { handshake, openssl } from "../support/tls.ts";
@@ -23,7 +24,7 @@ before(async () => {
   await ensureNamespace(cluster.kc, CA_NS);
   ns = await createNamespace(cluster.kc, "serving");
   fn = await startFunction("issue-serving-cert", {
-    kubeconfig: cluster.kubeconfig,
+    kubeconfig: await functionKubeconfig(cluster, "issue-serving-cert"),
     env: { LOG_LEVEL: "warn" },
   });
 });
@@ -292,9 +293,10 @@ describe("issue-serving-cert", () => {
     const caNs = await createNamespace(cluster.kc, "ca-race");
     const raceNs = await createNamespace(cluster.kc, "race");
     const env = { LOG_LEVEL: "warn", CA_NAMESPACE: caNs };
+    const kubeconfig = await functionKubeconfig(cluster, "issue-serving-cert", caNs);
     const replicas = await Promise.all([
-      startFunction("issue-serving-cert", { kubeconfig: cluster.kubeconfig, env }),
-      startFunction("issue-serving-cert", { kubeconfig: cluster.kubeconfig, env }),
+      startFunction("issue-serving-cert", { kubeconfig, env }),
+      startFunction("issue-serving-cert", { kubeconfig, env }),
     ]);
     try {
       const services = await Promise.all(

@@ -27,6 +27,53 @@ export interface LocalSystem {
   stop(): Promise<void>;
 }
 
+/** Knative's CRDs, then `kubectl apply -k infra/`: ServiceAccounts, RBAC, Knative Services and sources. */
+export async function installInfra(
+  plane: Pick<ControlPlane, "kubectl" | "kubeconfig" | "dir">,
+): Promise<void> {
+  const kubectl = (...args: string[]) =>
+    run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, ...args], { maxBuffer: 32 << 20 });
+  const work = join(plane.dir, "local-system");
+  await mkdir(work, { recursive: true });
+  await kubectl("apply", "--server-side", "-f", await knativeCrdManifest(work));
+  await kubectl(
+    "wait",
+    "--for=condition=Established",
+    "--timeout=60s",
+    "crd/apiserversources.sources.knative.dev",
+    "crd/pingsources.sources.knative.dev",
+    "crd/services.serving.knative.dev",
+  );
+  await kubectl("apply", "-k", join(repoRoot, "infra"));
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount of the system namespace (TokenRequest, 24 h). */
+export async function serviceAccountKubeconfig(
+  plane: Pick<ControlPlane, "kubeconfig" | "server" | "caFile" | "dir">,
+  sa: string,
+  namespace = SYSTEM_NAMESPACE,
+): Promise<string> {
+  const admin = new k8s.KubeConfig();
+  admin.loadFromFile(plane.kubeconfig);
+  const token = await admin.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
+    namespace,
+    name: sa,
+    body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
+  });
+  const dir = join(plane.dir, "local-system");
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `${namespace}.${sa}.kubeconfig`);
+  const user = new k8s.KubeConfig();
+  user.loadFromOptions({
+    clusters: [{ name: "local", server: plane.server, caFile: plane.caFile }],
+    users: [{ name: sa, token: token.status!.token }],
+    contexts: [{ name: "local", cluster: "local", user: sa }],
+    currentContext: "local",
+  });
+  await writeFile(file, user.exportConfig(), { mode: 0o600 });
+  return file;
+}
+
 export interface LocalSystemOptions {
   log?: (line: string) => void;
   /** Extra environment for every function (e.g. LOG_LEVEL). */
@@ -47,41 +94,11 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
     const started = performance.now();
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(plane.kubeconfig);
-    const core = kc.makeApiClient(k8s.CoreV1Api);
-    const kubectl = (...args: string[]) =>
-      run(plane.kubectl, ["--kubeconfig", plane.kubeconfig, ...args], { maxBuffer: 32 << 20 });
-    const work = join(plane.dir, "local-system");
-    await mkdir(work, { recursive: true });
 
-    await kubectl("apply", "--server-side", "-f", await knativeCrdManifest(work));
-    await kubectl(
-      "wait",
-      "--for=condition=Established",
-      "--timeout=60s",
-      "crd/apiserversources.sources.knative.dev",
-      "crd/pingsources.sources.knative.dev",
-      "crd/services.serving.knative.dev",
-    );
-    await kubectl("apply", "-k", join(repoRoot, "infra"));
+    await installInfra(plane);
     log(`Knative CRDs and infra/ applied in ${((performance.now() - started) / 1000).toFixed(1)} s`);
 
-    const kubeconfigFor = async (sa: string) => {
-      const token = await core.createNamespacedServiceAccountToken({
-        namespace: SYSTEM_NAMESPACE,
-        name: sa,
-        body: { spec: { audiences: [], expirationSeconds: 24 * 3600 } },
-      });
-      const file = join(work, `${sa}.kubeconfig`);
-      const user = new k8s.KubeConfig();
-      user.loadFromOptions({
-        clusters: [{ name: "local", server: plane.server, caFile: plane.caFile }],
-        users: [{ name: sa, token: token.status!.token }],
-        contexts: [{ name: "local", cluster: "local", user: sa }],
-        currentContext: "local",
-      });
-      await writeFile(file, user.exportConfig(), { mode: 0o600 });
-      return file;
-    };
+    const kubeconfigFor = (sa: string) => serviceAccountKubeconfig(plane, sa);
 
     // Functions, each as its own ServiceAccount: RBAC is exercised exactly as deployed.
     const logs = join(plane.dir, "logs");

@@ -4,6 +4,7 @@ import { after } from "node:test";
 import { dirname } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
+import { installInfra } from "../local-system/local-system.ts";
 
 export interface TestCluster {
   kubeconfig: string;
@@ -13,6 +14,8 @@ export interface TestCluster {
   auditLog: string;
   /** where the control plane's processes write their logs */
   logDir: string;
+  /** the control plane's data directory (kubeconfigs for ServiceAccounts go here) */
+  dir: string;
   kc: k8s.KubeConfig;
 }
 
@@ -24,6 +27,7 @@ export function clusterEnv(plane: ControlPlane): Record<string, string> {
     SERVICE_CA_TEST_CA_FILE: plane.caFile,
     SERVICE_CA_TEST_AUDIT_LOG: plane.auditLog,
     SERVICE_CA_TEST_LOG_DIR: dirname(plane.auditLog),
+    SERVICE_CA_TEST_DIR: plane.dir,
   };
 }
 
@@ -46,6 +50,7 @@ export function testCluster(): Promise<TestCluster> {
         caFile: env.SERVICE_CA_TEST_CA_FILE!,
         auditLog: env.SERVICE_CA_TEST_AUDIT_LOG!,
         logDir: env.SERVICE_CA_TEST_LOG_DIR!,
+        dir: env.SERVICE_CA_TEST_DIR!,
       });
     }
     const plane = await startControlPlane({
@@ -53,6 +58,7 @@ export function testCluster(): Promise<TestCluster> {
       keepDir: process.env.SERVICE_CA_KEEP_DIRS === "1",
     });
     ownPlane = plane;
+    await installInfra(plane);
     return withClient({ ...plane, logDir: dirname(plane.auditLog) });
   })();
   return shared;
