@@ -8,6 +8,11 @@ import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { scanServices } from "../../shared/serving-cert/scan.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
+import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
+import { rotationDue } from "../../shared/pki/index.ts";
+import { Counter } from "prom-client";
+
+const COMPONENT = "service-ca-functions/expiry-scan";
 import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
 
 export default defineFunction({
@@ -29,6 +34,13 @@ export default defineFunction({
       .lt(1)
       .default(1 / 3)
       .describe("re-issue when less than this fraction of the lifetime remains"),
+    CA_ROTATE_MIN_REMAINING_DAYS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(789)
+      .default(395)
+      .describe("rotate (as a safety net for rotate-ca) when fewer days than this remain on the CA"),
     SCAN_CONCURRENCY: z.coerce
       .number()
       .int()
@@ -45,6 +57,13 @@ export default defineFunction({
       where,
       concurrency: config.SCAN_CONCURRENCY,
       setExpiry: caExpiryGauge(metrics),
+      minRemainingDays: config.CA_ROTATE_MIN_REMAINING_DAYS,
+      scanned: new Counter({
+        name: "service_ca_scan_services_total",
+        help: "Annotated Services seen by expiry-scan, by outcome (issued, current, stripped, foreign-secret, failed, ...)",
+        labelNames: ["outcome"],
+        registers: [metrics],
+      }),
       deps: {
         kube: kube(),
         ca: new CaStore(kube(), where, clock, log),
@@ -62,10 +81,29 @@ export default defineFunction({
       );
     }
     const deps = { ...state.deps, log };
-    const material = await deps.ca.signingMaterial();
+    let material = await deps.ca.signingMaterial();
+    // The safety net for a missed daily ping: the CA itself is due and no rotation happened.
+    let rotated: Record<string, unknown> | undefined;
+    if (rotationDue(material.signer.cert, deps.clock.now(), state.minRemainingDays)) {
+      rotated = await rotateAndAnnounce(
+        {
+          ...deps,
+          store: deps.ca,
+          where: state.where,
+          component: COMPONENT,
+          now: deps.clock.now(),
+          setExpiry: state.setExpiry,
+        },
+        `automatic (expiry-scan): fewer than ${state.minRemainingDays} days left`,
+        "overlap",
+      );
+      material = await deps.ca.signingMaterial();
+    }
     state.setExpiry(material);
     const bundleRepublished = await deps.ca.publishBundle(material);
     const scan = await scanServices(deps, state.concurrency);
-    return { outcome: "scanned", ca: material.name, bundleRepublished, ...scan };
+    for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
+    log.info("scan summary", { ...scan, bundleRepublished, rotated: rotated?.outcome ?? "no" });
+    return { outcome: "scanned", ca: material.name, bundleRepublished, rotated: rotated ?? null, ...scan };
   },
 });

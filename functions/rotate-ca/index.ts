@@ -3,20 +3,28 @@ import { z } from "zod";
 import { defineFunction } from "../../shared/runtime/define.ts";
 import { pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape, type CaLocation } from "../../shared/ca-store/layout.ts";
-import type { Kube } from "../../shared/kube/client.ts";
-import { announceRotation, caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { caStatus, rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
 import { authorizeBearer } from "../../shared/kube/auth.ts";
-import type { Logger } from "../../shared/runtime/logger.ts";
 
 const COMPONENT = "service-ca-functions/rotate-ca";
+
+export const rotateRequest = z
+  .object({
+    reason: z.string().trim().min(1).max(256),
+    mode: z.enum(["overlap", "replace"]).default("overlap"),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
 
 export default defineFunction({
   name: "rotate-ca",
   description:
-    "rotates the service CA with an overlap (old CA trusted until it expires): automatically on a ping when " +
-    "less than CA_ROTATE_MIN_REMAINING_DAYS remain, or on POST /rotate by a caller allowed to update the CA Secret",
+    "rotates the service CA: automatically on a ping when fewer than CA_ROTATE_MIN_REMAINING_DAYS remain (overlap: the " +
+    "old CA stays trusted until it expires), or on POST /rotate by a caller allowed to update the CA Secret; " +
+    "GET /status reports the CA(s)",
   config: {
     ...caStoreConfigShape,
     CA_ROTATE_MIN_REMAINING_DAYS: z.coerce
@@ -44,52 +52,45 @@ export default defineFunction({
     if (!rotationDue(material.signer.cert, clock.now(), state.minRemainingDays)) {
       return { outcome: "not-due", ca: material.name, notAfter: material.signer.cert.notAfter.toISOString() };
     }
-    return rotate(state, log, clock.now(), `automatic: fewer than ${state.minRemainingDays} days left`);
+    const deps = { ...state, log, component: COMPONENT, now: clock.now() };
+    return rotateAndAnnounce(deps, `automatic: fewer than ${state.minRemainingDays} days left`, "overlap");
   },
   routes: [
     {
       method: "POST",
       path: "/rotate",
-      body: z.object({ reason: z.string().trim().min(1).max(256) }).strict(),
+      body: rotateRequest,
       async handle(body, { state, log, clock, headers }) {
+        // Whoever may write the CA Secret may rotate it: no credential of our own to manage.
         const user = await authorizeBearer(state.kube, headers, {
           verb: "update",
           resource: "secrets",
           namespace: state.where.namespace,
           name: state.where.secretName,
         });
-        return rotate(state, log.child({ user }), clock.now(), `forced by ${user}: ${body.reason}`);
+        if (body.dryRun) {
+          const m = await state.store.signingMaterial();
+          return { outcome: "dry-run", mode: body.mode, wouldRotate: caStatus(m).current, user };
+        }
+        const deps = { ...state, log: log.child({ user }), component: COMPONENT, now: clock.now() };
+        return rotateAndAnnounce(deps, `forced by ${user}: ${body.reason}`, body.mode);
+      },
+    },
+    {
+      method: "GET",
+      path: "/status",
+      body: z.unknown(),
+      async handle(_body, { state, headers }) {
+        await authorizeBearer(state.kube, headers, {
+          verb: "update",
+          resource: "secrets",
+          namespace: state.where.namespace,
+          name: state.where.secretName,
+        });
+        const m = await state.store.signingMaterial();
+        state.setExpiry(m);
+        return caStatus(m);
       },
     },
   ],
 });
-
-interface RotateState {
-  kube: Kube;
-  where: CaLocation;
-  store: CaStore;
-  setExpiry: ReturnType<typeof caExpiryGauge>;
-}
-
-async function rotate(state: RotateState, log: Logger, now: Date, reason: string) {
-  const rotated = await state.store.rotate(reason);
-  if (!rotated) {
-    // Another writer changed the CA Secret between our read and write; its result stands and nothing is retried,
-    // so two racing rotations (or a redelivered request) still make one new CA.
-    const current = await state.store.signingMaterial();
-    log.info("the CA changed concurrently; not rotating again", { ca: current.name });
-    return { outcome: "rotated-concurrently", ca: current.name };
-  }
-  state.setExpiry(rotated.material);
-  await state.store.publishBundle(rotated.material);
-  await announceRotation(
-    { kube: state.kube, log, where: state.where, component: COMPONENT, now },
-    rotated,
-    reason,
-  );
-  return {
-    outcome: "rotated",
-    ca: rotated.material.name,
-    previousTrustedUntil: rotated.previous.notAfter.toISOString(),
-  };
-}

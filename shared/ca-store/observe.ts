@@ -23,8 +23,9 @@ export async function announceRotation(
   deps: { kube: Kube; log: Logger; where: CaLocation; component: string; now: Date },
   rotated: { material: CaMaterial; previous: X509Certificate },
   reason: string,
+  mode: "overlap" | "replace" = "overlap",
 ): Promise<void> {
-  const until = rfc3339(rotated.previous.notAfter);
+  const until = mode === "overlap" ? rfc3339(rotated.previous.notAfter) : rfc3339(deps.now);
   deps.log.info("rotated the service CA", {
     ca: rotated.material.name,
     notAfter: rfc3339(rotated.material.signer.cert.notAfter),
@@ -44,7 +45,10 @@ export async function announceRotation(
     {
       type: "Normal",
       reason: "ServiceCARotated",
-      message: `rotated to ${rotated.material.name} (${reason}); previous CA trusted until ${until}`,
+      message:
+        mode === "overlap"
+          ? `rotated to ${rotated.material.name} (${reason}); previous CA trusted until ${until}`
+          : `replaced the CA with ${rotated.material.name} (${reason}); previous CA no longer trusted`,
       component: deps.component,
       now: deps.now,
     },

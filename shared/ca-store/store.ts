@@ -27,6 +27,8 @@ import {
   type CaLocation,
 } from "./layout.ts";
 
+export type RotationMode = "overlap" | "replace";
+
 export interface CaMaterial {
   resourceVersion: string;
   secretUid: string;
@@ -150,6 +152,7 @@ export class CaStore {
    */
   async rotate(
     reason: string,
+    mode: RotationMode = "overlap",
   ): Promise<{ material: CaMaterial; previous: x509.X509Certificate } | undefined> {
     const secret = await this.readSecret();
     if (!secret) {
@@ -159,15 +162,21 @@ export class CaStore {
     const old = await this.materialFrom(secret);
     const now = this.clock.now();
     const next = await createAuthority({ now });
-    // New leaves are issued by `next`; a client that only trusts `old` follows this bridge to it.
-    const nextByOld = await crossSign({
-      subject: next.cert,
-      issuer: old.signer,
-      notAfter: old.signer.cert.notAfter,
-      now,
-    });
-    // The bundle: the new CA, and the previous one while it is valid. Earlier generations drop out here.
-    const bundle = trustedAt([next.cert, old.signer.cert], now);
+    // overlap: new leaves are issued by `next`; a client that only trusts `old` follows this bridge to it, and
+    // the bundle keeps the previous CA while it is valid (earlier generations drop out here).
+    // replace (a compromised key): the previous CA is trusted no more, at once; no bridge.
+    const chain =
+      mode === "overlap"
+        ? [
+            await crossSign({
+              subject: next.cert,
+              issuer: old.signer,
+              notAfter: old.signer.cert.notAfter,
+              now,
+            }),
+          ]
+        : [];
+    const bundle = mode === "overlap" ? trustedAt([next.cert, old.signer.cert], now) : [next.cert];
     const body: k8s.V1Secret = {
       ...secret,
       metadata: {
@@ -182,7 +191,7 @@ export class CaStore {
         [caKeys.cert]: b64(next.certPem),
         [caKeys.key]: b64(next.keyPem),
         [caKeys.bundle]: b64(encodeBundle(bundle)),
-        [caKeys.chain]: b64(encodeBundle([nextByOld])),
+        [caKeys.chain]: b64(encodeBundle(chain)),
         [caKeys.previous]: b64(encodeBundle([old.signer.cert])),
       },
     };

@@ -67,9 +67,9 @@ export interface RouteContext<State> {
 }
 
 export interface HttpRoute<State, Body> {
-  method: "POST";
+  method: "POST" | "GET";
   path: string;
-  /** The JSON body; a failure is a 400. */
+  /** The JSON body (POST); a failure is a 400. */
   body: z.ZodType<Body, unknown>;
   handle(body: Body, ctx: RouteContext<State>): Promise<HandlerResult>;
 }

@@ -123,28 +123,31 @@ export function createFunctionHost(
   );
 
   for (const route of def.routes ?? []) {
-    app.post(route.path, express.raw({ type: () => true, limit: opts.bodyLimitBytes }), (req, res) =>
-      serve(route.path, res, async (controller) => {
-        const raw = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : "";
-        let json: unknown = {};
-        if (raw.trim() !== "") {
-          try {
-            json = JSON.parse(raw);
-          } catch {
-            throw new FunctionError("malformed", "body is not valid JSON");
+    app[route.method === "GET" ? "get" : "post"](
+      route.path,
+      express.raw({ type: () => true, limit: opts.bodyLimitBytes }),
+      (req, res) =>
+        serve(route.path, res, async (controller) => {
+          const raw = Buffer.isBuffer(req.body) ? req.body.toString("utf8") : "";
+          let json: unknown = {};
+          if (raw.trim() !== "") {
+            try {
+              json = JSON.parse(raw);
+            } catch {
+              throw new FunctionError("malformed", "body is not valid JSON");
+            }
           }
-        }
-        const parsed = route.body.safeParse(json);
-        if (!parsed.success)
-          throw new FunctionError("malformed", "invalid request body", z.treeifyError(parsed.error));
-        return route.handle(parsed.data, {
-          state,
-          log: opts.log.child({ route: route.path }),
-          clock: opts.clock,
-          headers: req.headers,
-          signal: controller.signal,
-        });
-      }),
+          const parsed = route.body.safeParse(json);
+          if (!parsed.success)
+            throw new FunctionError("malformed", "invalid request body", z.treeifyError(parsed.error));
+          return route.handle(parsed.data, {
+            state,
+            log: opts.log.child({ route: route.path }),
+            clock: opts.clock,
+            headers: req.headers,
+            signal: controller.signal,
+          });
+        }),
     );
   }
 

@@ -69,6 +69,59 @@ export async function reconcileService(
   }
 }
 
+export type Verdict =
+  | { kind: "not-annotated" }
+  | { kind: "gave-up"; secretName: string }
+  | { kind: "foreign"; secretName: string; message: string }
+  | { kind: "issue"; secretName: string; reason: string; headless: boolean; keyAlgorithm: KeyAlgorithm }
+  | { kind: "strip"; secretName: string; keys: string[] }
+  | { kind: "current"; secretName: string };
+
+/** What a Service's Secret needs, judged from objects already read (by a GET or from a list page). */
+export async function judge(
+  svc: k8s.V1Service,
+  secret: k8s.V1Secret | undefined,
+  material: CaMaterial,
+  now: Date,
+  refreshFraction: number,
+): Promise<Verdict> {
+  const namespace = svc.metadata!.namespace!;
+  const name = svc.metadata!.name!;
+  const secretName = requestedSecretName(svc);
+  if (!secretName) return { kind: "not-annotated" };
+  if (failureCount(svc) >= MAX_FAILURES) return { kind: "gave-up", secretName };
+  const uid = svc.metadata?.uid ?? "";
+  if (secret && originatingUid(secret) !== uid) {
+    const message = `Secret ${namespace}/${secretName} exists and was not created for this Service (uid ${uid}); it is left untouched. Delete it or choose another name.`;
+    return { kind: "foreign", secretName, message };
+  }
+  const headless = svc.spec?.clusterIP === "None";
+  const keyAlgorithm: KeyAlgorithm =
+    svc.metadata?.annotations?.[annotations.keyAlgorithm] === "ecdsa-p256" ? "ecdsa-p256" : "rsa-2048";
+  const view: SecretView | undefined = secret
+    ? { annotations: secret.metadata?.annotations ?? {}, data: decodeData(secret.data) }
+    : undefined;
+  const reason = await reissueReason(view, {
+    hostnames: servingHostnames(name, namespace, headless),
+    keyAlgorithm,
+    currentCa: material.signer.cert,
+    now,
+    refreshFraction,
+  });
+  if (reason) return { kind: "issue", secretName, reason, headless, keyAlgorithm };
+  const extra = view ? extraKeys(view) : [];
+  if (extra.length > 0) return { kind: "strip", secretName, keys: extra };
+  return { kind: "current", secretName };
+}
+
+/** The Service already names the current CA and carries no error: nothing to write on it. */
+export function serviceMarkedCurrent(svc: k8s.V1Service, material: CaMaterial): boolean {
+  const a = svc.metadata?.annotations ?? {};
+  return (
+    a[annotations.signedBy] === material.name && !(annotations.error in a) && !(annotations.errorNum in a)
+  );
+}
+
 async function reconcileOnce(
   deps: ServingCertDeps,
   namespace: string,
@@ -88,52 +141,41 @@ async function reconcileOnce(
   const secret = await readOptional(`Secret ${namespace}/${secretName}`, () =>
     kube.core.readNamespacedSecret({ namespace, name: secretName }),
   );
-  const uid = svc.metadata?.uid ?? "";
-  if (secret && originatingUid(secret) !== uid) {
-    const message = `Secret ${namespace}/${secretName} exists and was not created for this Service (uid ${uid}); it is left untouched. Delete it or choose another name.`;
-    if (svc.metadata?.annotations?.[annotations.error] !== message || opts.countRepeatedFailure) {
-      await recordFailure(deps, svc, message);
-    }
-    return { outcome: "foreign-secret", secret: secretName, reason: message };
+  const verdict = await judge(svc, secret, material, deps.clock.now(), deps.refreshFraction);
+  switch (verdict.kind) {
+    case "not-annotated":
+      return { outcome: "not-annotated" };
+    case "gave-up":
+      return { outcome: "gave-up", secret: secretName };
+    case "foreign":
+      if (svc.metadata?.annotations?.[annotations.error] !== verdict.message || opts.countRepeatedFailure) {
+        await recordFailure(deps, svc, verdict.message);
+      }
+      return { outcome: "foreign-secret", secret: secretName, reason: verdict.message };
+    case "issue":
+      await issue(deps, svc, secretName, secret, material, verdict);
+      deps.log.info("issued serving certificate", {
+        service: `${namespace}/${name}`,
+        secret: secretName,
+        reason: verdict.reason,
+      });
+      await markSigned(deps, svc, material);
+      return { outcome: "issued", secret: secretName, reason: verdict.reason };
+    case "strip":
+      await mergePatch(
+        kube,
+        { apiVersion: "v1", kind: "Secret", namespace, name: secretName },
+        {
+          metadata: { resourceVersion: secret!.metadata?.resourceVersion },
+          data: Object.fromEntries(verdict.keys.map((k) => [k, null])),
+        },
+      );
+      await markSigned(deps, svc, material);
+      return { outcome: "stripped", secret: secretName };
+    case "current":
+      await markSigned(deps, svc, material);
+      return { outcome: "current", secret: secretName };
   }
-
-  const headless = svc.spec?.clusterIP === "None";
-  const keyAlgorithm: KeyAlgorithm =
-    svc.metadata?.annotations?.[annotations.keyAlgorithm] === "ecdsa-p256" ? "ecdsa-p256" : "rsa-2048";
-  const view: SecretView | undefined = secret
-    ? { annotations: secret.metadata?.annotations ?? {}, data: decodeData(secret.data) }
-    : undefined;
-  const reason = await reissueReason(view, {
-    hostnames: servingHostnames(name, namespace, headless),
-    keyAlgorithm,
-    currentCa: material.signer.cert,
-    now: deps.clock.now(),
-    refreshFraction: deps.refreshFraction,
-  });
-
-  let outcome: Outcome = "current";
-  if (reason) {
-    await issue(deps, svc, secretName, secret, material, { headless, keyAlgorithm });
-    deps.log.info("issued serving certificate", {
-      service: `${namespace}/${name}`,
-      secret: secretName,
-      reason,
-    });
-    outcome = "issued";
-  } else if (view && extraKeys(view).length > 0) {
-    const stripped = Object.fromEntries(extraKeys(view).map((k) => [k, null]));
-    await mergePatch(
-      kube,
-      { apiVersion: "v1", kind: "Secret", namespace, name: secretName },
-      {
-        metadata: { resourceVersion: secret!.metadata?.resourceVersion },
-        data: stripped,
-      },
-    );
-    outcome = "stripped";
-  }
-  await markSigned(deps, svc, material);
-  return { outcome, secret: secretName, ...(reason ? { reason } : {}) };
 }
 
 async function issue(
@@ -190,9 +232,7 @@ async function issue(
 
 /** On success: signed-by names the CA, and the error annotations go away. Writes only if that changes anything. */
 async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: CaMaterial): Promise<void> {
-  const a = svc.metadata?.annotations ?? {};
-  if (a[annotations.signedBy] === material.name && !(annotations.error in a) && !(annotations.errorNum in a))
-    return;
+  if (serviceMarkedCurrent(svc, material)) return;
   await mergePatch(deps.kube, serviceKey(svc), {
     metadata: {
       annotations: {

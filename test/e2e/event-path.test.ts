@@ -233,9 +233,15 @@ describe("infra/ as deployed", () => {
       ...injectors.map((i): Row => [i, "get", "", "secrets", "service-ca", "signing-key", false]),
       // Injectors cannot read Secrets at all; nobody may list Secrets cluster-wide or in a namespace.
       ...injectors.map((i): Row => [i, "get", "", "secrets", "shop", "web-tls", false]),
-      ...[...signers, ...injectors].map((f): Row => [f, "list", "", "secrets", undefined, undefined, false]),
+      // expiry-scan lists (never watches) Secrets: pages instead of one GET per Service. Nobody else may.
+      ["expiry-scan", "list", "", "secrets", undefined, undefined, true],
+      ...[...signers, ...injectors]
+        .filter((f) => f !== "expiry-scan")
+        .map((f): Row => [f, "list", "", "secrets", undefined, undefined, false]),
       ...[...signers, ...injectors].map((f): Row => [f, "watch", "", "secrets", undefined, undefined, false]),
-      ...[...signers, ...injectors].map((f): Row => [f, "list", "", "secrets", "shop", undefined, false]),
+      ...[...signers, ...injectors]
+        .filter((f) => f !== "expiry-scan")
+        .map((f): Row => [f, "list", "", "secrets", "shop", undefined, false]),
       // Nothing beyond the job.
       ["rotate-ca", "get", "", "secrets", "shop", "web-tls", false],
       ["rotate-ca", "patch", "", "services", "shop", "web", false],

@@ -20,7 +20,8 @@ let ns: string;
 const fns: Record<string, RunningFunction> = {};
 
 before(async () => {
-  cluster = await testCluster();
+  // expiry-scan here scans the whole cluster: it gets one of its own.
+  cluster = await testCluster({ isolated: true });
   core = cluster.kc.makeApiClient(k8s.CoreV1Api);
   caNs = await createNamespace(cluster.kc, "ca-rotation");
   ns = await createNamespace(cluster.kc, "rotation");
@@ -212,5 +213,168 @@ describe("rotate-ca", () => {
       decode(after, "previous-ca.crt"),
       decodeBundle(decode(before, "tls.crt"))[0]!.toString("pem") + "\n",
     );
+  });
+});
+
+describe("rotate-ca: replace, status, dry run", () => {
+  it("GET /status reports the CAs; a dry run changes nothing", async () => {
+    const admin = await tokenFor("ca-status", [
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
+    ]);
+    const status = await fetch(`${fns["rotate-ca"]!.url}/status`, {
+      headers: { authorization: `Bearer ${admin}` },
+    });
+    assert.equal(status.status, 200);
+    const body = (await status.json()) as { current: { ca: string }; trusted: unknown[] };
+    assert.match(body.current.ca, /^service-ca-functions-signer@\d+$/);
+    assert.ok(body.trusted.length >= 1);
+    assert.equal((await fetch(`${fns["rotate-ca"]!.url}/status`)).status, 401);
+
+    const before = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    const dry = await rotate(admin, { reason: "what if", mode: "replace", dryRun: true });
+    assert.equal(dry.status, 200);
+    assert.equal(((await dry.json()) as { outcome: string }).outcome, "dry-run");
+    const after = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    assert.equal(after.metadata!.resourceVersion, before.metadata!.resourceVersion);
+    assert.equal((await rotate(admin, { reason: "x", mode: "sideways" })).status, 400);
+  });
+
+  it("replace: the old CA is trusted no more at once, and every Secret and bundle is new", async () => {
+    const oldSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
+    const oldBundle = await bundle();
+    const admin = await tokenFor("ca-replacer", [
+      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
+    ]);
+    const res = await rotate(admin, { reason: "key compromise", mode: "replace" });
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { outcome: string; previousTrustedUntil: string | null };
+    assert.equal(body.outcome, "rotated");
+    assert.equal(body.previousTrustedUntil, null);
+    const newBundle = await bundle();
+    assert.equal(decodeBundle(newBundle).length, 1, "only the new CA");
+    assert.notEqual(newBundle, oldBundle);
+
+    const servername = `api.${ns}.svc`;
+    await assert.rejects(
+      handshake({
+        cert: decode(oldSecret, "tls.crt"),
+        key: decode(oldSecret, "tls.key"),
+        ca: newBundle,
+        servername,
+      }),
+      "an old-CA certificate fails against the new bundle",
+    );
+    const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
+    for (const fn of ["expiry-scan", "inject-configmap"]) {
+      const r = await deliver(fns[fn]!.url, apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"));
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+    }
+    const newSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
+    assert.notEqual(newSecret.data!["tls.crt"], oldSecret.data!["tls.crt"]);
+    assert.equal(decodeBundle(decode(newSecret, "tls.crt")).length, 1, "no bridge after a replace");
+    await handshake({
+      cert: decode(newSecret, "tls.crt"),
+      key: decode(newSecret, "tls.key"),
+      ca: newBundle,
+      servername,
+    });
+    assert.equal(
+      (await core.readNamespacedConfigMap({ namespace: ns, name: "trust" })).data!["service-ca.crt"],
+      newBundle,
+    );
+  });
+});
+
+describe("expiry-scan", () => {
+  it("repairs a world where events were dropped, with a summary whose counts match", async () => {
+    const repairNs = await createNamespace(cluster.kc, "repair");
+    const mk = (name: string) =>
+      core.createNamespacedService({
+        namespace: repairNs,
+        body: {
+          metadata: { name, annotations: { [annotations.secretName]: `${name}-tls` } },
+          spec: { ports: [{ port: 443 }] },
+        },
+      });
+    // Issued while events still flowed...
+    for (const name of ["broken", "extra", "fine"]) {
+      const svc = await mk(name);
+      assert.equal(
+        (await deliver(fns["issue-serving-cert"]!.url, apiServerEvent(asEvent(svc, "Service"), "add")))
+          .status,
+        200,
+      );
+    }
+    // ...then every event lost: new Services, a corrupted certificate, an extra key, an edited bundle.
+    for (const name of ["missed-1", "missed-2"]) await mk(name);
+    const broken = await core.readNamespacedSecret({ namespace: repairNs, name: "broken-tls" });
+    broken.data!["tls.crt"] = Buffer.from("garbage").toString("base64");
+    await core.replaceNamespacedSecret({ namespace: repairNs, name: "broken-tls", body: broken });
+    const extra = await core.readNamespacedSecret({ namespace: repairNs, name: "extra-tls" });
+    extra.data!["debug"] = Buffer.from("x").toString("base64");
+    await core.replaceNamespacedSecret({ namespace: repairNs, name: "extra-tls", body: extra });
+    const published = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
+    const goodBundle = published.data!["ca-bundle.crt"]!;
+    published.data!["ca-bundle.crt"] = "edited by hand\n";
+    await core.replaceNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle", body: published });
+    const fineRv = (await core.readNamespacedSecret({ namespace: repairNs, name: "fine-tls" })).metadata!
+      .resourceVersion;
+
+    const res = await deliver(fns["expiry-scan"]!.url, pingEvent(caNs, "expiry-scan-hourly"));
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const summary = res.json as {
+      bundleRepublished: boolean;
+      pages: number;
+      outcomes: Record<string, number>;
+    };
+    assert.equal(summary.bundleRepublished, true);
+    assert.equal(await bundle(), goodBundle);
+    // Counted over the whole cluster: this namespace's 5 plus whatever other tests left, all current.
+    assert.equal(summary.outcomes.issued, 3, JSON.stringify(summary));
+    assert.equal(summary.outcomes.stripped, 1, JSON.stringify(summary));
+    assert.equal(summary.outcomes.failed ?? 0, 0);
+    for (const name of ["broken", "extra", "fine", "missed-1", "missed-2"]) {
+      const s = await core.readNamespacedSecret({ namespace: repairNs, name: `${name}-tls` });
+      assert.deepEqual(Object.keys(s.data!).sort(), ["tls.crt", "tls.key"]);
+      await handshake({
+        cert: decode(s, "tls.crt"),
+        key: decode(s, "tls.key"),
+        ca: goodBundle,
+        servername: `${name}.${repairNs}.svc`,
+      });
+    }
+    assert.equal(
+      (await core.readNamespacedSecret({ namespace: repairNs, name: "fine-tls" })).metadata!.resourceVersion,
+      fineRv,
+      "a current Secret is not written",
+    );
+
+    // A second scan finds nothing to do.
+    const again = (await deliver(fns["expiry-scan"]!.url, pingEvent(caNs, "expiry-scan-hourly"))).json as {
+      bundleRepublished: boolean;
+      outcomes: Record<string, number>;
+    };
+    assert.equal(again.bundleRepublished, false);
+    assert.equal(again.outcomes.issued ?? 0, 0);
+    assert.equal(again.outcomes.stripped ?? 0, 0);
+  });
+
+  it("a CA Secret deleted by hand acts like replace: a new CA, and everything re-issued", async () => {
+    const before = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
+    const oldBundle = await bundle();
+    await core.deleteNamespacedSecret({ namespace: caNs, name: "signing-key" });
+    const res = await deliver(fns["expiry-scan"]!.url, pingEvent(caNs, "expiry-scan-hourly"));
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    const newBundle = await bundle();
+    assert.notEqual(newBundle, oldBundle);
+    assert.equal(decodeBundle(newBundle).length, 1);
+    const after = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
+    assert.notEqual(after.data!["tls.crt"], before.data!["tls.crt"]);
+    await handshake({
+      cert: decode(after, "tls.crt"),
+      key: decode(after, "tls.key"),
+      ca: newBundle,
+      servername: `api.${ns}.svc`,
+    });
   });
 });
