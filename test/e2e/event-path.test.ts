@@ -17,6 +17,30 @@ const cluster = () => ({ kubectl: system.plane.kubectl, kubeconfig: system.plane
 
 before(async () => {
   system = await startLocalSystem({
+    // Objects that exist before the sources start produce no events; the start-up repair round must cover them.
+    beforeSources: async (kc) => {
+      const c = kc.makeApiClient(k8s.CoreV1Api);
+      await c.createNamespace({ body: { metadata: { name: "early" } } });
+      await c.createNamespacedService({
+        namespace: "early",
+        body: {
+          metadata: {
+            name: "old",
+            annotations: { "service.beta.openshift.io/serving-cert-secret-name": "old-tls" },
+          },
+          spec: { ports: [{ port: 443 }] },
+        },
+      });
+      await c.createNamespacedConfigMap({
+        namespace: "early",
+        body: {
+          metadata: {
+            name: "old-trust",
+            annotations: { "service.beta.openshift.io/inject-cabundle": "true" },
+          },
+        },
+      });
+    },
     log: (l) => console.log(`[local-system] ${l}`),
     functionEnv: { LOG_LEVEL: "info" },
   });
@@ -26,6 +50,13 @@ before(async () => {
 after(() => system?.stop());
 
 describe("through the real event path", () => {
+  it("objects annotated before the event sources started are converged at start-up", async () => {
+    const secret = await core.readNamespacedSecret({ namespace: "early", name: "old-tls" });
+    assert.equal(secret.type, "kubernetes.io/tls");
+    const cm = await core.readNamespacedConfigMap({ namespace: "early", name: "old-trust" });
+    assert.match(cm.data?.["service-ca.crt"] ?? "", /BEGIN CERTIFICATE/);
+  });
+
   it("kubectl annotate svc → a TLS Secret", async () => {
     await kubectl(cluster(), "-n", "shop", "create", "service", "clusterip", "web", "--tcp=443:8443");
     await kubectl(

@@ -78,6 +78,8 @@ export interface LocalSystemOptions {
   log?: (line: string) => void;
   /** Extra environment for every function (e.g. LOG_LEVEL). */
   functionEnv?: Record<string, string>;
+  /** Runs once infra/ is applied and before any event source starts (objects the sources will never replay). */
+  beforeSources?: (kc: k8s.KubeConfig) => Promise<void>;
 }
 
 export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<LocalSystem> {
@@ -112,6 +114,8 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
         functions.set(name, fn);
       }),
     );
+
+    await opts.beforeSources?.(kc);
 
     // The event sources, from the ApiServerSources and PingSources infra/ created.
     const sinkUrl = (name: string) => {
