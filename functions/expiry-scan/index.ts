@@ -11,8 +11,23 @@ import { forbidden } from "../../shared/runtime/errors.ts";
 import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
 import { Counter } from "prom-client";
+import { injectAll, type FanOutResult } from "../../shared/inject/injector.ts";
+import {
+  apiServiceTarget,
+  configMapTarget,
+  crdTarget,
+  mutatingWebhookTarget,
+  validatingWebhookTarget,
+} from "../../shared/inject/targets.ts";
 
 const COMPONENT = "service-ca-functions/expiry-scan";
+const allTargets = [
+  configMapTarget,
+  apiServiceTarget,
+  crdTarget,
+  mutatingWebhookTarget,
+  validatingWebhookTarget,
+];
 import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
 
 export default defineFunction({
@@ -58,6 +73,12 @@ export default defineFunction({
       concurrency: config.SCAN_CONCURRENCY,
       setExpiry: caExpiryGauge(metrics),
       minRemainingDays: config.CA_ROTATE_MIN_REMAINING_DAYS,
+      reinjected: new Counter({
+        name: "service_ca_scan_reinjected_total",
+        help: "Stale CA bundles re-injected by expiry-scan, by kind",
+        labelNames: ["kind"],
+        registers: [metrics],
+      }),
       scanned: new Counter({
         name: "service_ca_scan_services_total",
         help: "Annotated Services seen by expiry-scan, by outcome (issued, current, stripped, foreign-secret, failed, ...)",
@@ -103,7 +124,22 @@ export default defineFunction({
     const bundleRepublished = await deps.ca.publishBundle(material);
     const scan = await scanServices(deps, state.concurrency);
     for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
-    log.info("scan summary", { ...scan, bundleRepublished, rotated: rotated?.outcome ?? "no" });
-    return { outcome: "scanned", ca: material.name, bundleRepublished, rotated: rotated ?? null, ...scan };
+    // Every annotated injection target too, page by page: stale bundles are re-injected here even if every
+    // event and every injector's own repair ping was lost.
+    const injectorDeps = { kube: deps.kube, clock: deps.clock, log, component: COMPONENT };
+    const injected: Record<string, FanOutResult> = {};
+    for (const target of allTargets) {
+      injected[target.kind] = await injectAll(injectorDeps, target, material.bundlePem);
+      state.reinjected.inc({ kind: target.kind }, injected[target.kind]!.injected);
+    }
+    log.info("scan summary", { ...scan, injected, bundleRepublished, rotated: rotated?.outcome ?? "no" });
+    return {
+      outcome: "scanned",
+      ca: material.name,
+      bundleRepublished,
+      rotated: rotated ?? null,
+      ...scan,
+      injected,
+    };
   },
 });

@@ -317,6 +317,9 @@ describe("expiry-scan", () => {
     const goodBundle = published.data!["ca-bundle.crt"]!;
     published.data!["ca-bundle.crt"] = "edited by hand\n";
     await core.replaceNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle", body: published });
+    const trust = await core.readNamespacedConfigMap({ namespace: ns, name: "trust" });
+    trust.data!["service-ca.crt"] = "stale\n";
+    await core.replaceNamespacedConfigMap({ namespace: ns, name: "trust", body: trust });
     const fineRv = (await core.readNamespacedSecret({ namespace: repairNs, name: "fine-tls" })).metadata!
       .resourceVersion;
 
@@ -326,6 +329,7 @@ describe("expiry-scan", () => {
       bundleRepublished: boolean;
       pages: number;
       outcomes: Record<string, number>;
+      injected: Record<string, { injected: number }>;
     };
     assert.equal(summary.bundleRepublished, true);
     assert.equal(await bundle(), goodBundle);
@@ -333,6 +337,11 @@ describe("expiry-scan", () => {
     assert.equal(summary.outcomes.issued, 3, JSON.stringify(summary));
     assert.equal(summary.outcomes.stripped, 1, JSON.stringify(summary));
     assert.equal(summary.outcomes.failed ?? 0, 0);
+    assert.equal(summary.injected.ConfigMap!.injected, 1, "the edited injected bundle");
+    assert.equal(
+      (await core.readNamespacedConfigMap({ namespace: ns, name: "trust" })).data!["service-ca.crt"],
+      goodBundle,
+    );
     for (const name of ["broken", "extra", "fine", "missed-1", "missed-2"]) {
       const s = await core.readNamespacedSecret({ namespace: repairNs, name: `${name}-tls` });
       assert.deepEqual(Object.keys(s.data!).sort(), ["tls.crt", "tls.key"]);

@@ -1,0 +1,459 @@
+// A simulated five-year life of the CA, twice over:
+//  A. continuously on a manual clock against the real API server: every automatic rotation and one forced
+//     one, with a server and a client each reloading at a random moment of the overlap, checked by openssl
+//     at the simulated time (-attime);
+//  B. with real peers at real time: each rotation rebuilt so that its moment is now (the CA planted with a clock
+//     set in the past), then rotated by the functions themselves while the kube-apiserver keeps calling a webhook
+//     served with the Secret, a TLS server reloads its Secret and a client reloads its injected bundle.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomInt } from "node:crypto";
+import { connect } from "node:tls";
+import * as k8s from "@kubernetes/client-node";
+import { testCluster, type TestCluster } from "../support/cluster.ts";
+import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { functionKubeconfig } from "../support/identities.ts";
+import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../support/events.ts";
+import { createNamespace } from "../support/namespaces.ts";
+import { createTestHost, type TestHost } from "../support/netns.ts";
+import { spawnTied, waitFor, type Tied } from "../support/processes.ts";
+import { openssl } from "../support/tls.ts";
+import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { CaStore, type CaMaterial } from "../../shared/ca-store/store.ts";
+import { createKube } from "../../shared/kube/client.ts";
+import { createLogger } from "../../shared/runtime/logger.ts";
+import { ManualClock } from "../../shared/runtime/clock.ts";
+import {
+  DAY_MS,
+  commonName,
+  rotationDue,
+  servingHostnames,
+  signServingCertificate,
+} from "../../shared/pki/index.ts";
+
+const CA_NS = "service-ca";
+const INJECT = "service.beta.openshift.io/inject-cabundle";
+const quiet = createLogger("error");
+const iso = (d: Date) => d.toISOString().slice(0, 10);
+
+let cluster: TestCluster;
+let core: k8s.CoreV1Api;
+let asRotateCa: k8s.KubeConfig;
+
+before(async () => {
+  // Rotations here change the cluster's one CA: this file gets a cluster of its own.
+  cluster = await testCluster({ isolated: true });
+  core = cluster.kc.makeApiClient(k8s.CoreV1Api);
+  asRotateCa = new k8s.KubeConfig();
+  asRotateCa.loadFromFile(await functionKubeconfig(cluster, "rotate-ca"));
+});
+
+function chainParts(pem: string) {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+  return { leaf: blocks[0]!, rest: blocks.slice(1).join("") };
+}
+
+async function verifies(bundlePem: string, chainPem: string, at?: Date): Promise<boolean> {
+  const { leaf, rest } = chainParts(chainPem);
+  const files: Record<string, string> = { "ca.pem": bundlePem, "leaf.pem": leaf };
+  const args = [
+    "verify",
+    ...(at ? ["-attime", String(Math.floor(at.getTime() / 1000))] : []),
+    "-CAfile",
+    "ca.pem",
+  ];
+  if (rest) {
+    files["chain.pem"] = rest;
+    args.push("-untrusted", "chain.pem");
+  }
+  try {
+    return /leaf.pem: OK/.test(await openssl([...args, "leaf.pem"], files));
+  } catch {
+    return false;
+  }
+}
+
+describe("A. five years on a manual clock", () => {
+  it("rotates automatically every time fewer than 395 days remain, plus once by force, with no failed verification", async () => {
+    const caNs = await createNamespace(cluster.kc, "life-a");
+    await functionKubeconfig(cluster, "rotate-ca", caNs); // grants rotate-ca its CA Role there
+    const t0 = new Date();
+    const clock = new ManualClock(t0);
+    const store = new CaStore(
+      createKube(asRotateCa),
+      { namespace: caNs, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
+      clock,
+      quiet,
+    );
+    const names = servingHostnames("api", "shop", false);
+    const end = new Date(t0.getTime() + 1826 * DAY_MS);
+    const forcedAt = new Date(t0.getTime() + randomInt(100, 1700) * DAY_MS);
+    let forcedDone = false;
+    let material: CaMaterial = await store.signingMaterial();
+    let leafPem = (await signServingCertificate({ signer: material.signer, hostnames: names, now: t0 }))
+      .certPem;
+    const timeline = [
+      `${iso(t0)}  CA ${material.name} created (valid until ${iso(material.signer.cert.notAfter)})`,
+    ];
+    let automatic = 0;
+    let checks = 0;
+    const failures: string[] = [];
+
+    for (;;) {
+      // The first day rotate-ca's daily check finds the CA due.
+      let due = new Date(material.signer.cert.notAfter.getTime() - 395 * DAY_MS + DAY_MS);
+      due = new Date(Math.ceil(due.getTime() / DAY_MS) * DAY_MS);
+      const forced = !forcedDone && forcedAt < due;
+      const at = forced ? forcedAt : due;
+      if (at > end) break;
+      clock.set(at);
+      if (!forced) assert.ok(rotationDue(material.signer.cert, at, 395), "due on the day it is rotated");
+      const old = material;
+      const oldBundle = old.bundlePem;
+      const oldChain = leafPem + old.chainPem;
+      const rotated = await store.rotate(forced ? "forced" : "automatic", "overlap");
+      assert.ok(rotated);
+      material = rotated.material;
+      if (forced) forcedDone = true;
+      else automatic++;
+      const newChain =
+        (await signServingCertificate({ signer: material.signer, hostnames: names, now: at })).certPem +
+        material.chainPem;
+      const overlapEnd = old.signer.cert.notAfter;
+      const window = overlapEnd.getTime() - at.getTime();
+      const serverReload = new Date(
+        at.getTime() + randomInt(1, Math.max(2, Math.floor(window / 60_000))) * 60_000 * 0.9,
+      );
+      const clientReload = new Date(
+        at.getTime() + randomInt(1, Math.max(2, Math.floor(window / 60_000))) * 60_000 * 0.9,
+      );
+      timeline.push(
+        `${iso(at)}  ${forced ? "forced" : "automatic"} rotation → ${commonName(material.signer.cert)}; previous trusted until ${iso(overlapEnd)}; server reloads ${iso(serverReload)}, client ${iso(clientReload)}`,
+      );
+      // At each moment the served chain and the held bundle are whatever each side last loaded.
+      const moments = [at, serverReload, clientReload, new Date(overlapEnd.getTime() - DAY_MS)].map(
+        (m) => new Date(m.getTime() + 1000),
+      );
+      for (const m of moments) {
+        const chain = m >= serverReload ? newChain : oldChain;
+        const bundle = m >= clientReload ? material.bundlePem : oldBundle;
+        checks++;
+        if (!(await verifies(bundle, chain, m)))
+          failures.push(
+            `${m.toISOString()}: server ${m >= serverReload ? "new" : "old"} / client ${m >= clientReload ? "new" : "old"}`,
+          );
+      }
+      // All four combinations at a random moment inside the overlap.
+      const inside = new Date(
+        at.getTime() + randomInt(1, Math.max(2, Math.floor(window / 60_000))) * 60_000 * 0.9,
+      );
+      for (const [cn, chain] of [
+        ["old", oldChain],
+        ["new", newChain],
+      ] as const) {
+        for (const [bn, bundle] of [
+          ["old", oldBundle],
+          ["new", material.bundlePem],
+        ] as const) {
+          checks++;
+          if (!(await verifies(bundle, chain, inside)))
+            failures.push(`${inside.toISOString()}: ${cn} cert / ${bn} bundle`);
+        }
+      }
+      leafPem = chainParts(newChain).leaf;
+    }
+    timeline.push(
+      `${iso(end)}  end: ${automatic} automatic + ${forcedDone ? 1 : 0} forced rotations, ${checks} verifications, ${failures.length} failed`,
+    );
+    console.log(["simulated five-year life (manual clock):", ...timeline].join("\n  "));
+    assert.deepEqual(failures, []);
+    assert.ok(automatic >= 3, `${automatic} automatic rotations`);
+    assert.ok(forcedDone);
+  });
+});
+
+describe("B. every rotation with real peers at real time", () => {
+  let ns: string;
+  let targetNs: string;
+  let host: TestHost;
+  let backend: Tied;
+  let dir: string;
+  const fns: Record<string, RunningFunction> = {};
+
+  before(async () => {
+    ns = await createNamespace(cluster.kc, "life-b");
+    targetNs = await createNamespace(cluster.kc, "life-b-target");
+    for (const name of [
+      "issue-serving-cert",
+      "rotate-ca",
+      "expiry-scan",
+      "inject-configmap",
+      "inject-webhooks",
+    ]) {
+      fns[name] = await startFunction(name, {
+        kubeconfig: await functionKubeconfig(cluster, name),
+        // expiry-scan's safety-net rotation would beat rotate-ca to the planted, overdue CA: leave it to rotate-ca.
+        env: { LOG_LEVEL: "warn", ...(name === "expiry-scan" ? { CA_ROTATE_MIN_REMAINING_DAYS: "1" } : {}) },
+      });
+    }
+    host = await createTestHost();
+    dir = await mkdtemp(join(tmpdir(), "life-"));
+  });
+  after(async () => {
+    await backend?.stop();
+    await host?.remove();
+    await Promise.all(Object.values(fns).map((f) => f.process.stop()));
+  });
+
+  const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, apiVersion: string, kind: string) =>
+    ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
+  const bundleEvent = async () =>
+    apiServerEvent(
+      asEvent(
+        await core.readNamespacedConfigMap({ namespace: CA_NS, name: "signing-cabundle" }),
+        "v1",
+        "ConfigMap",
+      ),
+      "update",
+    );
+  const secret = () => core.readNamespacedSecret({ namespace: ns, name: "backend-tls" });
+  const pem = (s: k8s.V1Secret, k: string) => Buffer.from(s.data![k]!, "base64").toString();
+  const injectedBundle = async () =>
+    (await core.readNamespacedConfigMap({ namespace: ns, name: "client-trust" })).data!["service-ca.crt"]!;
+
+  let clientBundle = "";
+  const serverReload = async () => {
+    const s = await secret();
+    await writeFile(join(dir, "tls.crt"), pem(s, "tls.crt"));
+    await writeFile(join(dir, "tls.key"), pem(s, "tls.key"));
+    return pem(s, "tls.crt");
+  };
+  const clientReload = async () => {
+    clientBundle = await injectedBundle();
+  };
+  const clientHandshake = () =>
+    new Promise<void>((resolve, reject) => {
+      const sock = connect(
+        { host: host.address, port: 8443, ca: clientBundle, servername: `backend.${ns}.svc` },
+        () => {
+          sock.end();
+          resolve();
+        },
+      );
+      sock.once("error", reject);
+    });
+  let admissions = 0;
+  const webhookCall = async () => {
+    admissions++;
+    await core.createNamespacedConfigMap({
+      namespace: targetNs,
+      body: { metadata: { name: `probe-${admissions}` } },
+    });
+  };
+  const fanOut = async (fn: "expiry-scan" | "inject-webhooks" | "inject-configmap") => {
+    const r = await deliver(fns[fn]!.url, await bundleEvent());
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  };
+
+  /** Rebuilds the moment before a rotation: a CA created `ageDays` ago, everything issued and injected from it. */
+  async function plantAgedCa(ageDays: number): Promise<CaMaterial> {
+    await core.deleteNamespacedSecret({ namespace: CA_NS, name: "signing-key" }).catch(() => {});
+    const past = new ManualClock(new Date(Date.now() - ageDays * DAY_MS));
+    const store = new CaStore(
+      createKube(asRotateCa),
+      { namespace: CA_NS, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
+      past,
+      quiet,
+    );
+    const m = await store.signingMaterial();
+    await store.publishBundle(m);
+    for (const fn of ["expiry-scan", "inject-webhooks", "inject-configmap"] as const) await fanOut(fn);
+    await serverReload();
+    await clientReload();
+    await waitFor("the API server to trust the planted CA", () => webhookCall().then(() => true), {
+      timeoutMs: 30_000,
+      intervalMs: 200,
+    });
+    return m;
+  }
+
+  it("3+ automatic rotations and a forced one: 0 failed handshakes and webhook calls, all four combinations verify", async () => {
+    // The backend Service, its endpoint on the test host, a webhook on it, and a ConfigMap for the client's bundle.
+    await core.createNamespacedService({
+      namespace: ns,
+      body: {
+        metadata: { name: "backend", annotations: { [annotations.secretName]: "backend-tls" } },
+        spec: { ports: [{ name: "https", port: 443, targetPort: 8443 as unknown as k8s.IntOrString }] },
+      },
+    });
+    await core.createNamespacedEndpoints({
+      namespace: ns,
+      body: {
+        metadata: { name: "backend" },
+        subsets: [{ addresses: [{ ip: host.address }], ports: [{ name: "https", port: 8443 }] }],
+      },
+    });
+    await core.createNamespacedConfigMap({
+      namespace: ns,
+      body: { metadata: { name: "client-trust", annotations: { [INJECT]: "true" } } },
+    });
+    const admission = cluster.kc.makeApiClient(k8s.AdmissionregistrationV1Api);
+    await admission.createValidatingWebhookConfiguration({
+      body: {
+        metadata: { name: "life", annotations: { [INJECT]: "true" } },
+        webhooks: [
+          {
+            name: "life.scf-test.dev",
+            clientConfig: { service: { namespace: ns, name: "backend", path: "/validate", port: 443 } },
+            rules: [
+              { apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"] },
+            ],
+            namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": targetNs } },
+            failurePolicy: "Fail",
+            sideEffects: "None",
+            admissionReviewVersions: ["v1"],
+            timeoutSeconds: 5,
+          },
+        ],
+      },
+    });
+    const svc = await core.readNamespacedService({ namespace: ns, name: "backend" });
+    assert.equal(
+      (await deliver(fns["issue-serving-cert"]!.url, apiServerEvent(asEvent(svc, "v1", "Service"), "add")))
+        .status,
+      200,
+    );
+    await serverReload();
+    backend = spawnTied(
+      "tls-backend",
+      host.exec[0]!,
+      [
+        ...host.exec.slice(1),
+        process.execPath,
+        "--import",
+        "tsx",
+        join(import.meta.dirname, "../fixtures/tls-backend.ts"),
+        host.address,
+        "8443",
+        join(dir, "tls.crt"),
+        join(dir, "tls.key"),
+      ],
+      { logFile: join(dir, "backend.log") },
+    );
+
+    const admin = await core
+      .createNamespacedServiceAccount({ namespace: CA_NS, body: { metadata: { name: "life-admin" } } })
+      .then(async () => {
+        const rbac = cluster.kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+        await rbac.createNamespacedRole({
+          namespace: CA_NS,
+          body: {
+            metadata: { name: "life-admin" },
+            rules: [
+              { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
+            ],
+          },
+        });
+        await rbac.createNamespacedRoleBinding({
+          namespace: CA_NS,
+          body: {
+            metadata: { name: "life-admin" },
+            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "life-admin" },
+            subjects: [{ kind: "ServiceAccount", name: "life-admin", namespace: CA_NS }],
+          },
+        });
+        return (
+          await core.createNamespacedServiceAccountToken({
+            namespace: CA_NS,
+            name: "life-admin",
+            body: { spec: { audiences: [] } },
+          })
+        ).status!.token;
+      });
+
+    // Periods of the life: a CA aged past the rotation point (395 days left) for each automatic rotation, and one
+    // forced rotation of a younger CA at a random point.
+    const periods: Array<{ kind: "automatic" | "forced"; age: number }> = [
+      { kind: "automatic", age: 396 + randomInt(0, 300) },
+      { kind: "automatic", age: 396 + randomInt(0, 300) },
+      { kind: "forced", age: randomInt(1, 390) },
+      { kind: "automatic", age: 396 + randomInt(0, 300) },
+    ];
+    const timeline: string[] = [];
+    const failures: string[] = [];
+    let handshakes = 0;
+    for (const [i, period] of periods.entries()) {
+      const old = await plantAgedCa(period.age);
+      const oldChain = pem(await secret(), "tls.crt");
+      const oldBundle = clientBundle;
+      const check = async (step: string) => {
+        handshakes++;
+        await clientHandshake().catch((err: Error) =>
+          failures.push(`period ${i + 1} after ${step}: client handshake: ${err.message}`),
+        );
+        await webhookCall().catch((err: Error) =>
+          failures.push(`period ${i + 1} after ${step}: webhook call: ${err.message}`),
+        );
+      };
+      await check("planting");
+
+      const res =
+        period.kind === "automatic"
+          ? await deliver(fns["rotate-ca"]!.url, pingEvent(CA_NS, "rotate-ca-daily"))
+          : await fetch(`${fns["rotate-ca"]!.url}/rotate`, {
+              method: "POST",
+              headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },
+              body: JSON.stringify({ reason: "drill", mode: "overlap" }),
+            }).then(async (r) => ({ status: r.status, json: (await r.json()) as Record<string, unknown> }));
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      assert.equal(res.json.outcome, "rotated", JSON.stringify(res.json));
+      await check("rotation");
+
+      // The fan-out and the two reloads, in a random order (a reload only after what it reloads exists).
+      const serverSide = [() => fanOut("expiry-scan"), serverReload];
+      const clientSide = [
+        async () => (await fanOut("inject-webhooks"), await fanOut("inject-configmap")),
+        clientReload,
+      ];
+      const names = { server: ["re-issue", "server reload"], client: ["re-inject", "client reload"] };
+      const order: string[] = [];
+      while (serverSide.length || clientSide.length) {
+        const fromServer = clientSide.length === 0 || (serverSide.length > 0 && randomInt(2) === 0);
+        const step = (fromServer ? serverSide : clientSide).shift()!;
+        const name = (fromServer ? names.server : names.client).shift()!;
+        await step();
+        order.push(name);
+        await check(name);
+      }
+      const newChain = pem(await secret(), "tls.crt");
+      const newBundle = clientBundle;
+      assert.notEqual(newChain, oldChain);
+      for (const [cn, chain] of [
+        ["old", oldChain],
+        ["new", newChain],
+      ] as const) {
+        for (const [bn, bundle] of [
+          ["old", oldBundle],
+          ["new", newBundle],
+        ] as const) {
+          if (!(await verifies(bundle, chain)))
+            failures.push(`period ${i + 1}: openssl: ${cn} certificate / ${bn} bundle`);
+        }
+      }
+      timeline.push(
+        `period ${i + 1}: ${period.kind} rotation of a CA ${period.age} days old (${commonName(old.signer.cert)}, ${Math.round((old.signer.cert.notAfter.getTime() - Date.now()) / DAY_MS)} days left) → ${(res.json.new as { ca: string }).ca}; then ${order.join(", ")}`,
+      );
+    }
+    console.log(
+      [
+        "real peers, each rotation at real time:",
+        ...timeline,
+        `${handshakes} checkpoints, each a TLS handshake and a webhook call by the kube-apiserver; ${failures.length} failed`,
+      ].join("\n  "),
+    );
+    assert.deepEqual(failures, []);
+  });
+});
