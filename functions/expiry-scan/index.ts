@@ -2,6 +2,7 @@
 // bring every annotated Service's Secret up to date, whatever events were lost.
 import { z } from "zod";
 import { defineFunction } from "../../shared/runtime/define.ts";
+import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
@@ -36,19 +37,7 @@ export default defineFunction({
     "re-issues every serving certificate that is missing, broken, from a retired CA or near expiry, and republishes the CA bundle; runs on a ping and when the published CA bundle changes",
   config: {
     ...caStoreConfigShape,
-    SERVING_CERT_VALIDITY_DAYS: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(3650)
-      .default(730)
-      .describe("lifetime of a serving certificate"),
-    SERVING_CERT_REFRESH_FRACTION: z.coerce
-      .number()
-      .gt(0)
-      .lt(1)
-      .default(1 / 3)
-      .describe("re-issue when less than this fraction of the lifetime remains"),
+    ...servingCertConfigShape,
     CA_ROTATE_MIN_REMAINING_DAYS: z.coerce
       .number()
       .int()

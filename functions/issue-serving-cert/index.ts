@@ -1,6 +1,6 @@
 // issue-serving-cert: a Service asks for a serving certificate by annotation; keep its TLS Secret correct.
-import { z } from "zod";
 import { defineFunction } from "../../shared/runtime/define.ts";
+import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
@@ -14,19 +14,7 @@ export default defineFunction({
     "issues and renews the TLS Secret of every Service annotated service.beta.openshift.io/serving-cert-secret-name",
   config: {
     ...caStoreConfigShape,
-    SERVING_CERT_VALIDITY_DAYS: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(3650)
-      .default(730)
-      .describe("lifetime of a serving certificate"),
-    SERVING_CERT_REFRESH_FRACTION: z.coerce
-      .number()
-      .gt(0)
-      .lt(1)
-      .default(1 / 3)
-      .describe("re-issue when less than this fraction of the lifetime remains"),
+    ...servingCertConfigShape,
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
