@@ -5,7 +5,7 @@ import { defineFunction } from "../../shared/runtime/define.ts";
 import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { scanServices } from "../../shared/serving-cert/scan.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
@@ -38,13 +38,7 @@ export default defineFunction({
   config: {
     ...caStoreConfigShape,
     ...servingCertConfigShape,
-    CA_ROTATE_MIN_REMAINING_DAYS: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(789)
-      .default(395)
-      .describe("rotate (as a safety net for rotate-ca) when fewer days than this remain on the CA"),
+    ...rotationConfigShape,
     SCAN_CONCURRENCY: z.coerce
       .number()
       .int()

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { defineFunction } from "../../shared/runtime/define.ts";
 import { pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { caStatus, rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
@@ -27,13 +27,7 @@ export default defineFunction({
     "GET /status reports the CA(s)",
   config: {
     ...caStoreConfigShape,
-    CA_ROTATE_MIN_REMAINING_DAYS: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(789)
-      .default(395)
-      .describe("rotate when fewer days than this remain on the CA"),
+    ...rotationConfigShape,
   },
   event: pingEvent,
   init({ config, kube, clock, log, metrics }) {

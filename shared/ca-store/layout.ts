@@ -19,6 +19,16 @@ export const caStoreConfigShape = {
     .describe("ConfigMap the CA bundle is published in (readable without the key)"),
 };
 
+export const rotationConfigShape = {
+  CA_ROTATE_MIN_REMAINING_DAYS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(789)
+    .default(395)
+    .describe("rotate the CA when fewer days than this remain on it"),
+};
+
 export interface CaLocation {
   namespace: string;
   secretName: string;

@@ -6,6 +6,18 @@ import { DAY_MS } from "./time.ts";
 export const CA_VALIDITY_DAYS = 790;
 export const CA_SUBJECT_PREFIX = "service-ca-functions-signer@";
 
+/** What every CA certificate carries, self-signed or cross-signed: CA:TRUE, certificate/CRL signing, SKID. */
+async function caExtensions(publicKey: x509.PublicKey | CryptoKey): Promise<x509.Extension[]> {
+  return [
+    new x509.BasicConstraintsExtension(true, undefined, true),
+    new x509.KeyUsagesExtension(
+      x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
+      true,
+    ),
+    await x509.SubjectKeyIdentifierExtension.create(publicKey),
+  ];
+}
+
 export interface IssuedPem {
   certPem: string;
   keyPem: string;
@@ -29,14 +41,7 @@ export async function createAuthority(
     notAfter: new Date(opts.now.getTime() + (opts.validityDays ?? CA_VALIDITY_DAYS) * DAY_MS),
     keys,
     signingAlgorithm: rsaSigning,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
-        true,
-      ),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-    ],
+    extensions: await caExtensions(keys.publicKey),
   });
   return { cert, certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
 }
@@ -62,12 +67,7 @@ export async function crossSign(opts: {
     signingKey: opts.issuer.key,
     signingAlgorithm: rsaSigning,
     extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature,
-        true,
-      ),
-      await x509.SubjectKeyIdentifierExtension.create(opts.subject.publicKey),
+      ...(await caExtensions(opts.subject.publicKey)),
       await x509.AuthorityKeyIdentifierExtension.create(opts.issuer.cert),
     ],
   });
