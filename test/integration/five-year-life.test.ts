@@ -32,6 +32,7 @@ import {
   rotationDue,
   servingHostnames,
   signServingCertificate,
+  tryParseLeaf,
 } from "../../shared/pki/index.ts";
 
 const CA_NS = "service-ca";
@@ -122,7 +123,10 @@ describe("A. five years on a manual clock", () => {
       const newChain =
         (await signServingCertificate({ signer: material.signer, hostnames: names, now: at })).certPem +
         material.chainPem;
-      const overlapEnd = old.signer.cert.notAfter;
+      // The grace window: while both the previous CA and the leaf the server still holds are valid. (A leaf lives
+      // 730 days, less than a CA; on a cluster it is renewed at two thirds of its life, long before.)
+      const oldLeafNotAfter = tryParseLeaf(oldChain)!.notAfter;
+      const overlapEnd = new Date(Math.min(old.signer.cert.notAfter.getTime(), oldLeafNotAfter.getTime()));
       const window = overlapEnd.getTime() - at.getTime();
       const serverReload = new Date(
         at.getTime() + randomInt(1, Math.max(2, Math.floor(window / 60_000))) * 60_000 * 0.9,
@@ -131,7 +135,7 @@ describe("A. five years on a manual clock", () => {
         at.getTime() + randomInt(1, Math.max(2, Math.floor(window / 60_000))) * 60_000 * 0.9,
       );
       timeline.push(
-        `${iso(at)}  ${forced ? "forced" : "automatic"} rotation → ${commonName(material.signer.cert)}; previous trusted until ${iso(overlapEnd)}; server reloads ${iso(serverReload)}, client ${iso(clientReload)}`,
+        `${iso(at)}  ${forced ? "forced" : "automatic"} rotation → ${commonName(material.signer.cert)}; grace window until ${iso(overlapEnd)}; server reloads ${iso(serverReload)}, client ${iso(clientReload)}`,
       );
       // At each moment the served chain and the held bundle are whatever each side last loaded.
       const moments = [at, serverReload, clientReload, new Date(overlapEnd.getTime() - DAY_MS)].map(
