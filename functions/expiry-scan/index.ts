@@ -12,6 +12,7 @@ import { forbidden } from "../../shared/runtime/errors.ts";
 import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
 import { Counter } from "prom-client";
+import { workMetrics } from "../../shared/runtime/work-metrics.ts";
 import { injectAll, type FanOutResult } from "../../shared/inject/injector.ts";
 import {
   apiServiceTarget,
@@ -75,6 +76,7 @@ export default defineFunction({
         log,
         validityDays: config.SERVING_CERT_VALIDITY_DAYS,
         refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
+        metrics: workMetrics(metrics),
       },
     };
   },
@@ -109,7 +111,13 @@ export default defineFunction({
     for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
     // Every annotated injection target too, page by page: stale bundles are re-injected here even if every
     // event and every injector's own repair ping was lost.
-    const injectorDeps = { kube: deps.kube, clock: deps.clock, log, component: COMPONENT };
+    const injectorDeps = {
+      kube: deps.kube,
+      clock: deps.clock,
+      log,
+      component: COMPONENT,
+      metrics: deps.metrics,
+    };
     const injected: Record<string, FanOutResult> = {};
     for (const target of allTargets) {
       injected[target.kind] = await injectAll(injectorDeps, target, material.bundlePem);

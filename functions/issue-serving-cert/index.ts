@@ -7,6 +7,10 @@ import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout
 import { reconcileService, type ServingCertDeps } from "../../shared/serving-cert/reconcile.ts";
 import { servicesUsingSecret } from "../../shared/serving-cert/lookup.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
+import { workMetrics } from "../../shared/runtime/work-metrics.ts";
+import { KeyPool } from "../../shared/pki/key-pool.ts";
+import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { z } from "zod";
 
 export default defineFunction({
   name: "issue-serving-cert",
@@ -15,20 +19,32 @@ export default defineFunction({
   config: {
     ...caStoreConfigShape,
     ...servingCertConfigShape,
+    KEY_POOL_SIZE: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(64)
+      .default(4)
+      .describe("RSA keys generated ahead of need, so key generation leaves the latency path (0: none)"),
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
   ]),
-  init({ config, kube, clock, log }): ServingCertDeps {
+  init({ config, kube, clock, log, metrics }): ServingCertDeps {
     return {
       kube: kube(),
-      ca: new CaStore(kube(), caLocationFrom(config), clock, log),
+      ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
       clock,
       log,
       validityDays: config.SERVING_CERT_VALIDITY_DAYS,
       refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
+      keyPool: config.KEY_POOL_SIZE > 0 ? new KeyPool(config.KEY_POOL_SIZE) : undefined,
+      metrics: workMetrics(metrics),
     };
+  },
+  shutdown(state) {
+    state.keyPool?.close();
   },
   async handle(event, { state, log }) {
     const { namespace, name, kind } = event.ref;

@@ -1,5 +1,6 @@
 // What a CA change tells the world: an Event on the CA Secret, a log line, and the expiry gauge.
-import { Gauge, type Registry } from "prom-client";
+import type { Registry } from "prom-client";
+import { workMetrics } from "../runtime/work-metrics.ts";
 import type { X509Certificate } from "../pki/x509.ts";
 import type { Kube } from "../kube/client.ts";
 import { recordEvent } from "../kube/events.ts";
@@ -7,14 +8,10 @@ import type { Logger } from "../runtime/logger.ts";
 import type { CaMaterial } from "./store.ts";
 import type { CaLocation } from "./layout.ts";
 
-/** `service_ca_expiry_time_seconds`: OpenShift's name for the CA's not-after, so existing alerts keep working. */
+/** Sets `service_ca_expiry_time_seconds` from the CA in use. */
 export function caExpiryGauge(registry: Registry): (material: CaMaterial) => void {
-  const gauge = new Gauge({
-    name: "service_ca_expiry_time_seconds",
-    help: "Unix time at which the current service CA certificate expires",
-    registers: [registry],
-  });
-  return (m) => gauge.set(Math.floor(m.signer.cert.notAfter.getTime() / 1000));
+  const metrics = workMetrics(registry);
+  return (m) => metrics.caNotAfter(m.signer.cert.notAfter);
 }
 
 const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");

@@ -53,12 +53,20 @@ export class CaStore {
     private readonly where: CaLocation,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** Told of every CA this store loads (for the expiry gauge). */
+    private readonly onMaterial: (m: CaMaterial) => void = () => {},
   ) {}
 
   /** The current signing material, creating the CA if there is none yet. */
   async signingMaterial(): Promise<CaMaterial> {
     const secret = await this.readSecret();
     return secret ? this.materialFrom(secret) : this.bootstrap();
+  }
+
+  /** The current signing material, or undefined while there is no CA: for readers that may not create one. */
+  async existingMaterial(): Promise<CaMaterial | undefined> {
+    const secret = await this.readSecret();
+    return secret ? this.materialFrom(secret) : undefined;
   }
 
   private readSecret(): Promise<k8s.V1Secret | undefined> {
@@ -141,6 +149,7 @@ export class CaStore {
       bundlePem: encodeBundle(bundle),
     };
     this.cached = material;
+    this.onMaterial(material);
     return material;
   }
 

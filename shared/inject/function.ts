@@ -8,6 +8,7 @@ import { forbidden, transient } from "../runtime/errors.ts";
 import { isBundleConfigMap, readPublishedBundle } from "./bundle-source.ts";
 import { injectAll, injectOne } from "./injector.ts";
 import type { InjectionTarget } from "./targets.ts";
+import { workMetrics } from "../runtime/work-metrics.ts";
 
 export function injectorFunction(name: string, targets: InjectionTarget[]) {
   const kinds = [
@@ -19,8 +20,9 @@ export function injectorFunction(name: string, targets: InjectionTarget[]) {
     description: `injects the service CA bundle into annotated ${targets.map((t) => t.kind).join(" and ")} objects`,
     config: { ...caStoreConfigShape },
     event: z.union([pingEvent, apiServerEvent(kinds)]),
-    init: ({ config, kube, clock, log }) => ({
+    init: ({ config, kube, clock, log, metrics }) => ({
       kube: kube(),
+      metrics: workMetrics(metrics),
       clock,
       log,
       component: `service-ca-functions/${name}`,

@@ -5,6 +5,7 @@ import { apply, readOptional, write } from "../kube/objects.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
+import type { WorkMetrics } from "../runtime/work-metrics.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { wantsInjection } from "./annotations.ts";
 import type { AnyObject, InjectionTarget } from "./targets.ts";
@@ -16,6 +17,7 @@ export interface InjectorDeps {
   clock: Clock;
   log: Logger;
   component: string;
+  metrics?: WorkMetrics;
 }
 
 export type InjectOutcome = "gone" | "not-annotated" | "not-applicable" | "current" | "injected";
@@ -75,7 +77,10 @@ export async function injectInto(
     }
     return "not-applicable";
   }
-  if (target.currentBundles(obj).every((b) => b === bundlePem)) return "current";
+  if (target.currentBundles(obj).every((b) => b === bundlePem)) {
+    deps.metrics?.writeSkipped(target.kind);
+    return "current";
+  }
 
   const patch = target.patch(obj, bundlePem);
   const body = { ...keyOf(target, ref), ...patch.body };
@@ -88,6 +93,7 @@ export async function injectInto(
       deps.kube.objects.patch(body, undefined, undefined, INJECTOR_FIELD_MANAGER, undefined, contentType),
     );
   }
+  deps.metrics?.injected(target.kind);
   deps.log.info("injected CA bundle", { object: label(target, ref) });
   return "injected";
 }

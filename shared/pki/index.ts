@@ -6,3 +6,4 @@ export * from "./inspect.ts";
 export * from "./bundle.ts";
 export * from "./time.ts";
 export { x509 } from "./x509.ts";
+export * from "./key-pool.ts";

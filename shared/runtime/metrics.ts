@@ -23,10 +23,17 @@ export function createRuntimeMetrics(functionName: string, withProcessMetrics = 
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [registry],
   });
+  const errors = new Counter({
+    name: "service_ca_errors_total",
+    help: "Requests that ended in an error, by reason (malformed, unauthenticated, forbidden, conflict, transient, internal, ...)",
+    labelNames: ["route", "reason"],
+    registers: [registry],
+  });
   return {
     registry,
     observe: (route, status, outcome, startedAt) => {
       requests.inc({ route, status: String(status), outcome });
+      if (status >= 400) errors.inc({ route, reason: outcome });
       duration.observe({ route }, (performance.now() - startedAt) / 1000);
     },
   };

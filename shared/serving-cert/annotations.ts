@@ -14,16 +14,36 @@ export const annotations = {
   originUid: `${beta}originating-service-uid`,
   originUidAlpha: `${alpha}originating-service-uid`,
   expiry: `${beta}expiry`,
+  /** Opt-in for the OpenShift annotation: also `<svc>` and `<svc>.<ns>` as DNS names. */
+  shortNames: `${beta}serving-cert-short-names`,
+  /** Alauda's variant (cert-manager + Kyverno): its Secrets always carry the two short names. */
+  secretNameAlauda: "service.alauda.io/serving-cert-secret-name",
 } as const;
 
 export const MAX_FAILURES = 10;
 
 type Annotated = { metadata?: { annotations?: Record<string, string> } };
 
-/** The Secret name a Service asks for (the beta annotation wins over the alpha one). */
+/** The Secret name a Service asks for: the OpenShift beta annotation, then alpha, then Alauda's. */
 export function requestedSecretName(svc: Annotated): string | undefined {
   const a = svc.metadata?.annotations ?? {};
-  return a[annotations.secretName] || a[annotations.secretNameAlpha] || undefined;
+  return (
+    a[annotations.secretName] ||
+    a[annotations.secretNameAlpha] ||
+    a[annotations.secretNameAlauda] ||
+    undefined
+  );
+}
+
+/**
+ * Whether the certificate also names `<svc>` and `<svc>.<ns>`: always when the Alauda annotation is the one
+ * that asked (that variant issues four names), and on request for the OpenShift ones.
+ */
+export function wantsShortNames(svc: Annotated): boolean {
+  const a = svc.metadata?.annotations ?? {};
+  const openshift = a[annotations.secretName] || a[annotations.secretNameAlpha];
+  if (!openshift && a[annotations.secretNameAlauda]) return true;
+  return a[annotations.shortNames] === "true";
 }
 
 export function originatingUid(secret: Annotated): string | undefined {

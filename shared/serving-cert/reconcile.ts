@@ -1,12 +1,14 @@
 // Brings one Service's serving-certificate Secret to the state it should have, writing only what differs.
 import type * as k8s from "@kubernetes/client-node";
-import { servingHostnames, signServingCertificate, type KeyAlgorithm } from "../pki/index.ts";
+import { servingHostnames, shortHostnames, signServingCertificate, type KeyAlgorithm } from "../pki/index.ts";
 import { isConflict, type Kube } from "../kube/client.ts";
 import { mergePatch, readOptional, write } from "../kube/objects.ts";
 import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
+import type { WorkMetrics } from "../runtime/work-metrics.ts";
+import type { KeyPool } from "../pki/key-pool.ts";
 import type { CaMaterial, CaStore } from "../ca-store/store.ts";
 import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
 import {
@@ -15,6 +17,7 @@ import {
   MAX_FAILURES,
   originatingUid,
   requestedSecretName,
+  wantsShortNames,
 } from "./annotations.ts";
 import { extraKeys, reissueReason, type SecretView } from "./decide.ts";
 
@@ -25,6 +28,9 @@ export interface ServingCertDeps {
   log: Logger;
   validityDays: number;
   refreshFraction: number;
+  /** Pre-generated RSA keys; without one, each certificate generates its key while the caller waits. */
+  keyPool?: KeyPool;
+  metrics?: WorkMetrics;
 }
 
 export interface ReconcileOptions {
@@ -73,7 +79,7 @@ export type Verdict =
   | { kind: "not-annotated" }
   | { kind: "gave-up"; secretName: string }
   | { kind: "foreign"; secretName: string; message: string }
-  | { kind: "issue"; secretName: string; reason: string; headless: boolean; keyAlgorithm: KeyAlgorithm }
+  | { kind: "issue"; secretName: string; reason: string; hostnames: string[]; keyAlgorithm: KeyAlgorithm }
   | { kind: "strip"; secretName: string; keys: string[] }
   | { kind: "current"; secretName: string };
 
@@ -86,7 +92,6 @@ export async function judge(
   refreshFraction: number,
 ): Promise<Verdict> {
   const namespace = svc.metadata!.namespace!;
-  const name = svc.metadata!.name!;
   const secretName = requestedSecretName(svc);
   if (!secretName) return { kind: "not-annotated" };
   if (failureCount(svc) >= MAX_FAILURES) return { kind: "gave-up", secretName };
@@ -95,23 +100,31 @@ export async function judge(
     const message = `Secret ${namespace}/${secretName} exists and was not created for this Service (uid ${uid}); it is left untouched. Delete it or choose another name.`;
     return { kind: "foreign", secretName, message };
   }
-  const headless = svc.spec?.clusterIP === "None";
+  const hostnames = hostnamesFor(svc);
   const keyAlgorithm: KeyAlgorithm =
     svc.metadata?.annotations?.[annotations.keyAlgorithm] === "ecdsa-p256" ? "ecdsa-p256" : "rsa-2048";
   const view: SecretView | undefined = secret
     ? { annotations: secret.metadata?.annotations ?? {}, data: decodeData(secret.data) }
     : undefined;
   const reason = await reissueReason(view, {
-    hostnames: servingHostnames(name, namespace, headless),
+    hostnames,
     keyAlgorithm,
     currentCa: material.signer.cert,
     now,
     refreshFraction,
   });
-  if (reason) return { kind: "issue", secretName, reason, headless, keyAlgorithm };
+  if (reason) return { kind: "issue", secretName, reason, hostnames, keyAlgorithm };
   const extra = view ? extraKeys(view) : [];
   if (extra.length > 0) return { kind: "strip", secretName, keys: extra };
   return { kind: "current", secretName };
+}
+
+/** The DNS names a Service's certificate carries. */
+export function hostnamesFor(svc: k8s.V1Service): string[] {
+  const name = svc.metadata!.name!;
+  const namespace = svc.metadata!.namespace!;
+  const names = servingHostnames(name, namespace, svc.spec?.clusterIP === "None");
+  return wantsShortNames(svc) ? [...shortHostnames(name, namespace), ...names].sort() : names;
 }
 
 /** The Service already names the current CA and carries no error: nothing to write on it. */
@@ -152,8 +165,10 @@ async function reconcileOnce(
         await recordFailure(deps, svc, verdict.message);
       }
       return { outcome: "foreign-secret", secret: secretName, reason: verdict.message };
-    case "issue":
+    case "issue": {
+      const started = performance.now();
       await issue(deps, svc, secretName, secret, material, verdict);
+      deps.metrics?.certificateIssued(verdict.reason, (performance.now() - started) / 1000);
       deps.log.info("issued serving certificate", {
         service: `${namespace}/${name}`,
         secret: secretName,
@@ -161,6 +176,7 @@ async function reconcileOnce(
       });
       await markSigned(deps, svc, material);
       return { outcome: "issued", secret: secretName, reason: verdict.reason };
+    }
     case "strip":
       await mergePatch(
         kube,
@@ -173,6 +189,7 @@ async function reconcileOnce(
       await markSigned(deps, svc, material);
       return { outcome: "stripped", secret: secretName };
     case "current":
+      deps.metrics?.writeSkipped("Secret");
       await markSigned(deps, svc, material);
       return { outcome: "current", secret: secretName };
   }
@@ -184,16 +201,18 @@ async function issue(
   secretName: string,
   existing: k8s.V1Secret | undefined,
   material: CaMaterial,
-  opts: { headless: boolean; keyAlgorithm: KeyAlgorithm },
+  opts: { hostnames: string[]; keyAlgorithm: KeyAlgorithm },
 ): Promise<void> {
   const namespace = svc.metadata!.namespace!;
   const name = svc.metadata!.name!;
   const leaf = await signServingCertificate({
     signer: material.signer,
-    hostnames: servingHostnames(name, namespace, opts.headless),
+    hostnames: opts.hostnames,
     now: deps.clock.now(),
     validityDays: deps.validityDays,
     keyAlgorithm: opts.keyAlgorithm,
+    keys:
+      deps.keyPool && deps.keyPool.algorithm === opts.keyAlgorithm ? await deps.keyPool.take() : undefined,
   });
   const body: k8s.V1Secret = {
     apiVersion: "v1",

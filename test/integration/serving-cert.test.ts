@@ -161,6 +161,79 @@ describe("issue-serving-cert", () => {
     });
   });
 
+  /** The SANs openssl prints, and a verified handshake for each of them. */
+  async function sansWithHandshakes(secretName: string): Promise<string[]> {
+    const secret = await core.readNamespacedSecret({ namespace: ns, name: secretName });
+    const crt = decode(secret, "tls.crt");
+    const key = decode(secret, "tls.key");
+    const ca = await bundle();
+    const text = await openssl(["x509", "-in", "tls.crt", "-noout", "-ext", "subjectAltName"], {
+      "tls.crt": crt,
+    });
+    const sans = [...text.matchAll(/DNS:([^,\s]+)/g)].map((m) => m[1]!);
+    for (const servername of sans) await handshake({ cert: crt, key, ca, servername });
+    return sans;
+  }
+
+  it("Alauda's annotation → the four DNS names that variant issues, each passing a handshake", async () => {
+    const svc = await core.createNamespacedService({
+      namespace: ns,
+      body: {
+        metadata: { name: "shop", annotations: { [annotations.secretNameAlauda]: "shop-tls" } },
+        spec: { ports: [{ port: 443 }] },
+      },
+    });
+    assert.equal((await notify(svc, "Service")).outcome, "issued");
+    assert.deepEqual(await sansWithHandshakes("shop-tls"), [
+      "shop",
+      `shop.${ns}`,
+      `shop.${ns}.svc`,
+      `shop.${ns}.svc.cluster.local`,
+    ]);
+    // The Secret answers to the Service: a Secret event finds it through the Alauda annotation too.
+    const secret = await core.readNamespacedSecret({ namespace: ns, name: "shop-tls" });
+    const again = await notify(secret, "Secret", "update");
+    assert.deepEqual(
+      (again.services as { service: string; outcome: string }[]).map((s) => [s.service, s.outcome]),
+      [["shop", "current"]],
+    );
+  });
+
+  it("the OpenShift annotation gets the short names only on request, and turning it on re-issues", async () => {
+    const svc = await annotatedService("cart", "cart-tls");
+    assert.equal((await notify(svc, "Service")).outcome, "issued");
+    assert.deepEqual(await sansWithHandshakes("cart-tls"), [
+      `cart.${ns}.svc`,
+      `cart.${ns}.svc.cluster.local`,
+    ]);
+    await assert.rejects(async () => {
+      const secret = await core.readNamespacedSecret({ namespace: ns, name: "cart-tls" });
+      await handshake({
+        cert: decode(secret, "tls.crt"),
+        key: decode(secret, "tls.key"),
+        ca: await bundle(),
+        servername: "cart",
+      });
+    }, /altnames|Hostname/);
+
+    const optedIn = await core.patchNamespacedService(
+      {
+        namespace: ns,
+        name: "cart",
+        body: { metadata: { annotations: { [annotations.shortNames]: "true" } } },
+      },
+      k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+    );
+    const result = await notify(optedIn, "Service", "update");
+    assert.deepEqual([result.outcome, result.reason], ["issued", "hostnames changed"]);
+    assert.deepEqual(await sansWithHandshakes("cart-tls"), [
+      "cart",
+      `cart.${ns}`,
+      `cart.${ns}.svc`,
+      `cart.${ns}.svc.cluster.local`,
+    ]);
+  });
+
   it("a foreign Secret with that name is left byte-for-byte alone; the Service says why and an Event exists", async () => {
     const foreign = await core.createNamespacedSecret({
       namespace: ns,

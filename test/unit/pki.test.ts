@@ -10,9 +10,11 @@ import {
   decodeBundle,
   dnsNames,
   encodeBundle,
+  generateKeyPair,
   importPrivateKeyPem,
   isIssuedBy,
   keyMatchesCertificate,
+  KeyPool,
   servingHostnames,
   signServingCertificate,
   trustedAt,
@@ -185,5 +187,37 @@ describe("when a serving certificate is re-issued", () => {
       "key algorithm is not ecdsa-p256",
     );
     assert.equal(await reissueReason({ ...s, annotations: {} }, want(t0)), "expiry annotation missing");
+  });
+});
+
+describe("KeyPool", () => {
+  it("hands out pre-generated keys, each once, and refills to its size", async () => {
+    let generated = 0;
+    const pool = new KeyPool(3, "ecdsa-p256", 2, (a) => {
+      generated++;
+      return generateKeyPair(a);
+    });
+    while (pool.stats().ready < 3) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(generated, 3);
+    const taken = await Promise.all([pool.take(), pool.take(), pool.take(), pool.take()]);
+    assert.equal(new Set(taken).size, 4);
+    assert.deepEqual([pool.stats().hits, pool.stats().misses], [3, 1]);
+    while (pool.stats().ready < 3) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(generated, 7);
+    pool.close();
+  });
+
+  it("a failing generator stalls the background fill instead of spinning; take() still answers", async () => {
+    let calls = 0;
+    const pool = new KeyPool(2, "ecdsa-p256", 1, async (a) => {
+      calls++;
+      if (calls === 1) throw new Error("no entropy today");
+      return generateKeyPair(a);
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(calls, 1);
+    const key = await pool.take();
+    assert.ok(key.privateKey);
+    pool.close();
   });
 });
