@@ -1,0 +1,68 @@
+// sign-csr: the signer for CertificateSigningRequests of signerName service-ca.dev/serving. Approved requests get
+// a serving certificate from the service CA; with AUTO_APPROVE, ServiceAccounts' requests are approved or denied.
+import { z } from "zod";
+import * as k8s from "@kubernetes/client-node";
+import { defineFunction } from "../../shared/runtime/define.ts";
+import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
+import { CaStore } from "../../shared/ca-store/store.ts";
+import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { CSR_MIN_SECONDS } from "../../shared/pki/csr.ts";
+import { DAY_MS, SERVING_VALIDITY_DAYS } from "../../shared/pki/index.ts";
+import { SIGNER_NAME } from "../../shared/csr-signer/policy.ts";
+import { reconcileCsr, sweepCsrs, type CsrSignerDeps } from "../../shared/csr-signer/reconcile.ts";
+import { transient } from "../../shared/runtime/errors.ts";
+import { workMetrics } from "../../shared/runtime/work-metrics.ts";
+import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+
+export default defineFunction({
+  name: "sign-csr",
+  description:
+    `signs approved CertificateSigningRequests of signerName ${SIGNER_NAME} with the service CA (a Failed ` +
+    "condition for a request it will not sign); optionally approves ServiceAccounts' requests for their own " +
+    "Services; a ping sweeps every request that still needs a step",
+  config: {
+    ...caStoreConfigShape,
+    CSR_MAX_EXPIRATION_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(CSR_MIN_SECONDS)
+      .max(3650 * 24 * 3600)
+      .default((SERVING_VALIDITY_DAYS * DAY_MS) / 1000)
+      .describe(
+        "longest certificate granted (spec.expirationSeconds is capped to it); also the lifetime when a CSR asks none",
+      ),
+    AUTO_APPROVE: z
+      .stringbool()
+      .default(false)
+      .describe(
+        "approve a ServiceAccount's CSR whose names are Services of its namespace it may update; deny its other CSRs",
+      ),
+  },
+  event: z.union([
+    pingEvent,
+    apiServerEvent([{ apiVersion: "certificates.k8s.io/v1", kind: "CertificateSigningRequest" }]),
+  ]),
+  init({ config, kube, clock, log, metrics }): CsrSignerDeps {
+    return {
+      kube: kube(),
+      certificates: kube().config.makeApiClient(k8s.CertificatesV1Api),
+      authz: kube().config.makeApiClient(k8s.AuthorizationV1Api),
+      ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
+      clock,
+      log,
+      autoApprove: config.AUTO_APPROVE,
+      maxSeconds: config.CSR_MAX_EXPIRATION_SECONDS,
+      metrics: workMetrics(metrics),
+    };
+  },
+  async handle(event, { state, log }) {
+    const deps = { ...state, log };
+    if (event.source === "ping") {
+      const sweep = await sweepCsrs(deps);
+      if (sweep.errors > 0) throw transient(`${sweep.errors} CSR(s) could not be handled; the rest are done`);
+      return { outcome: "swept", ...sweep };
+    }
+    if (event.action === "delete") return { outcome: "gone" };
+    return { ...(await reconcileCsr(deps, event.ref.name)) };
+  },
+});

@@ -1,0 +1,226 @@
+// One CertificateSigningRequest of our signer, moved on by one step: auto-approved or denied (when enabled),
+// then signed or failed. The CSR is always re-read: an event only says where to look.
+import type * as k8s from "@kubernetes/client-node";
+import { classifyKubeError, type Kube } from "../kube/client.ts";
+import { readOptional, write } from "../kube/objects.ts";
+import type { CaStore } from "../ca-store/store.ts";
+import type { Clock } from "../runtime/clock.ts";
+import type { Logger } from "../runtime/logger.ts";
+import type { WorkMetrics } from "../runtime/work-metrics.ts";
+import { FunctionError, transient } from "../runtime/errors.ts";
+import { csrLifetimeSeconds, judgeServingRequest, signServingRequest } from "../pki/csr.ts";
+import { csrCondition, csrState, serviceAccountOf, serviceNamed, SIGNER_NAME } from "./policy.ts";
+
+export interface CsrSignerDeps {
+  kube: Kube;
+  certificates: k8s.CertificatesV1Api;
+  authz: k8s.AuthorizationV1Api;
+  ca: CaStore;
+  clock: Clock;
+  log: Logger;
+  autoApprove: boolean;
+  /** The longest lifetime granted, and the lifetime of a CSR without spec.expirationSeconds. */
+  maxSeconds: number;
+  metrics: WorkMetrics;
+}
+
+export interface CsrResult {
+  outcome:
+    | "gone"
+    | "other-signer"
+    | "already-signed"
+    | "already-failed"
+    | "already-denied"
+    | "awaiting-approval"
+    | "denied"
+    | "failed"
+    | "signed";
+  reason?: string;
+  message?: string;
+  notAfter?: string;
+}
+
+type Csr = k8s.V1CertificateSigningRequest;
+
+export async function reconcileCsr(deps: CsrSignerDeps, name: string): Promise<CsrResult> {
+  // Writes are conditional on the resourceVersion read; whoever lost a race (another replica, or the event our own
+  // approval caused) re-reads and usually finds the work done.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await reconcileOnce(deps, name);
+    } catch (err) {
+      if (!(err instanceof FunctionError && err.kind === "conflict") || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResult> {
+  let csr = await readOptional(`CertificateSigningRequest ${name}`, () =>
+    deps.certificates.readCertificateSigningRequest({ name }),
+  );
+  if (!csr) return { outcome: "gone" };
+  if (csr.spec.signerName !== SIGNER_NAME) return { outcome: "other-signer" };
+  const state = csrState(csr);
+  if (state === "signed" || state === "failed" || state === "denied") return { outcome: `already-${state}` };
+  if (state === "pending") {
+    if (!deps.autoApprove) return { outcome: "awaiting-approval" };
+    const decision = await autoApproval(deps, csr);
+    if (decision.verdict === "manual") return { outcome: "awaiting-approval", message: decision.message };
+    const type = decision.verdict === "approve" ? "Approved" : "Denied";
+    csr = await write(`${type === "Approved" ? "approve" : "deny"} CertificateSigningRequest ${name}`, () =>
+      deps.certificates.replaceCertificateSigningRequestApproval({
+        name,
+        body: withCondition(csr!, csrCondition(type, decision.reason, decision.message, deps.clock.now())),
+      }),
+    );
+    deps.log.info(`auto-approval: ${type.toLowerCase()}`, { csr: name, reason: decision.reason });
+    if (type === "Denied") return { outcome: "denied", reason: decision.reason, message: decision.message };
+  }
+  return sign(deps, csr);
+}
+
+async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
+  const started = performance.now();
+  const name = csr.metadata!.name!;
+  const verdict = await judgeServingRequest(pemOf(csr), csr.spec.usages ?? []);
+  const now = deps.clock.now();
+  if (!verdict.ok) {
+    await writeStatus(
+      deps,
+      csr,
+      withCondition(csr, csrCondition("Failed", verdict.reason, verdict.message, now)),
+    );
+    deps.log.info("refused to sign", { csr: name, reason: verdict.reason, message: verdict.message });
+    return { outcome: "failed", reason: verdict.reason, message: verdict.message };
+  }
+  const material = await deps.ca.existingMaterial();
+  if (!material)
+    throw transient("the service CA does not exist yet (issue-serving-cert or rotate-ca creates it)");
+  const cert = await signServingRequest({
+    signer: material.signer,
+    request: verdict.request,
+    now,
+    lifetimeSeconds: csrLifetimeSeconds(csr.spec.expirationSeconds, deps.maxSeconds),
+  });
+  // After a rotation the bridge (new CA cross-signed by the previous one) follows the leaf, as in serving Secrets.
+  const pem = cert.toString("pem") + "\n" + material.chainPem;
+  await writeStatus(deps, csr, {
+    ...csr,
+    status: { ...csr.status, certificate: Buffer.from(pem).toString("base64") },
+  });
+  deps.metrics.certificateIssued("csr", (performance.now() - started) / 1000);
+  const notAfter = cert.notAfter.toISOString();
+  deps.log.info("signed", { csr: name, names: verdict.request.dnsNames, notAfter, ca: material.name });
+  return { outcome: "signed", notAfter };
+}
+
+type Decision =
+  { verdict: "approve" | "deny"; reason: string; message: string } | { verdict: "manual"; message: string };
+
+/**
+ * Approve only a ServiceAccount's request that proves possession of its key, asks for serving usages, and names
+ * only existing Services of its own namespace that it may update; deny any other ServiceAccount request. Requests
+ * from other users (people, nodes) are left to a human: denying them would stop a manual approval.
+ */
+async function autoApproval(deps: CsrSignerDeps, csr: Csr): Promise<Decision> {
+  const { username, groups, uid, extra } = csr.spec;
+  const requester = serviceAccountOf(username);
+  if (!requester)
+    return { verdict: "manual", message: `${username ?? "an unknown user"} is not a ServiceAccount` };
+  const deny = (reason: string, message: string): Decision => ({
+    verdict: "deny",
+    reason,
+    message: `auto-approval: ${message}`,
+  });
+  const verdict = await judgeServingRequest(pemOf(csr), csr.spec.usages ?? []);
+  if (!verdict.ok) return deny(verdict.reason, verdict.message);
+  const ns = requester.namespace;
+  const foreign = verdict.request.dnsNames.filter((n) => !serviceNamed(n, ns));
+  if (foreign.length > 0)
+    return deny(
+      "NameNotAllowed",
+      `${foreign.join(", ")} ${foreign.length > 1 ? "are not names" : "is not a name"} of a Service in the requester's namespace ${ns} (<svc>, <svc>.${ns}, <svc>.${ns}.svc, <svc>.${ns}.svc.cluster.local)`,
+    );
+  const services = [...new Set(verdict.request.dnsNames.map((n) => serviceNamed(n, ns)!))].sort();
+  for (const svc of services) {
+    const found = await readOptional(`Service ${ns}/${svc}`, () =>
+      deps.kube.core.readNamespacedService({ namespace: ns, name: svc }),
+    );
+    if (!found) return deny("ServiceNotFound", `there is no Service ${ns}/${svc}`);
+    const review = await write(`review whether ${username} may update Service ${ns}/${svc}`, () =>
+      deps.authz.createSubjectAccessReview({
+        body: {
+          spec: {
+            user: username,
+            groups,
+            uid,
+            extra,
+            resourceAttributes: { verb: "update", group: "", resource: "services", namespace: ns, name: svc },
+          },
+        },
+      }),
+    );
+    if (!review.status?.allowed)
+      return deny("NotAuthorized", `${username} may not update Service ${ns}/${svc}`);
+  }
+  return {
+    verdict: "approve",
+    reason: "AutoApproved",
+    message: `auto-approved: ${username} may update Service${services.length > 1 ? "s" : ""} ${services.map((s) => `${ns}/${s}`).join(", ")}, which the names denote`,
+  };
+}
+
+export interface SweepResult {
+  seen: number;
+  outcomes: Record<string, number>;
+  errors: number;
+}
+
+/** Every CSR of our signer that still needs a step, page by page: what lost or missed events left behind. */
+export async function sweepCsrs(deps: CsrSignerDeps): Promise<SweepResult> {
+  const result: SweepResult = { seen: 0, outcomes: {}, errors: 0 };
+  let cont: string | undefined;
+  do {
+    let page: k8s.V1CertificateSigningRequestList;
+    try {
+      page = await deps.certificates.listCertificateSigningRequest({
+        fieldSelector: `spec.signerName=${SIGNER_NAME}`,
+        limit: 500,
+        _continue: cont,
+      });
+    } catch (err) {
+      throw classifyKubeError(err, `list the CertificateSigningRequests of ${SIGNER_NAME}`);
+    }
+    for (const csr of page.items) {
+      result.seen++;
+      const state = csrState(csr);
+      if (state !== "approved" && !(state === "pending" && deps.autoApprove)) continue;
+      try {
+        const { outcome } = await reconcileCsr(deps, csr.metadata!.name!);
+        result.outcomes[outcome] = (result.outcomes[outcome] ?? 0) + 1;
+      } catch (err) {
+        result.errors++;
+        deps.log.warn("sweep: a CSR could not be handled", {
+          csr: csr.metadata?.name,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+    }
+    cont = page.metadata?._continue || undefined;
+  } while (cont);
+  return result;
+}
+
+const pemOf = (csr: Csr) => Buffer.from(csr.spec.request, "base64").toString("utf8");
+
+const withCondition = (csr: Csr, condition: k8s.V1CertificateSigningRequestCondition): Csr => ({
+  ...csr,
+  status: { ...csr.status, conditions: [...(csr.status?.conditions ?? []), condition] },
+});
+
+function writeStatus(deps: CsrSignerDeps, csr: Csr, body: Csr): Promise<Csr> {
+  const name = csr.metadata!.name!;
+  return write(`update the status of CertificateSigningRequest ${name}`, () =>
+    deps.certificates.replaceCertificateSigningRequestStatus({ name, body }),
+  );
+}
