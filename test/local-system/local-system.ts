@@ -156,6 +156,7 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
       "inject-apiservice",
       "inject-crd",
       "inject-webhooks",
+      "sign-csr",
     ]) {
       const res = await deliver(
         functions.get(name)!.url,
@@ -171,7 +172,7 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
   }
 }
 
-interface ApiServerSource {
+export interface ApiServerSource {
   metadata: { name: string; namespace: string };
   spec: {
     mode?: string;
@@ -187,7 +188,11 @@ interface ApiServerSource {
 }
 
 /** The environment Knative's ApiServerSource reconciler gives the receive adapter's Deployment. */
-function adapterEnv(src: ApiServerSource, sink: string, profilingPort: string): Record<string, string> {
+export function adapterEnv(
+  src: ApiServerSource,
+  sink: string,
+  profilingPort: string,
+): Record<string, string> {
   const all =
     src.spec.namespaceSelector !== undefined && Object.keys(src.spec.namespaceSelector).length === 0;
   const config = {
