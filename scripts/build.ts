@@ -9,8 +9,9 @@ import { functionNames, functionsDir } from "../shared/runtime/names.ts";
 const root = join(import.meta.dirname, "..");
 const out = join(root, "dist");
 
-export async function buildFunctions(names = functionNames()): Promise<Record<string, string>> {
-  await rm(out, { recursive: true, force: true });
+export async function buildFunctions(only?: string[]): Promise<Record<string, string>> {
+  const names = only ?? functionNames();
+  if (!only) await rm(out, { recursive: true, force: true }); // no bundle of a removed function stays behind
   const bundles: Record<string, string> = {};
   await Promise.all(
     names.map(async (name) => {

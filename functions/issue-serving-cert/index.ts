@@ -12,6 +12,9 @@ import { KeyPool } from "../../shared/pki/key-pool.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { z } from "zod";
 
+// Two generations at once keep both cores of a small node busy refilling; more only queue on libuv's pool.
+const KEY_POOL_WORKERS = 2;
+
 export default defineFunction({
   name: "issue-serving-cert",
   description:
@@ -24,7 +27,7 @@ export default defineFunction({
       .int()
       .min(0)
       .max(64)
-      .default(4)
+      .default(8)
       .describe("RSA keys generated ahead of need, so key generation leaves the latency path (0: none)"),
   },
   event: apiServerEvent([
@@ -39,7 +42,7 @@ export default defineFunction({
       log,
       validityDays: config.SERVING_CERT_VALIDITY_DAYS,
       refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
-      keyPool: config.KEY_POOL_SIZE > 0 ? new KeyPool(config.KEY_POOL_SIZE) : undefined,
+      keyPool: config.KEY_POOL_SIZE > 0 ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", KEY_POOL_WORKERS) : undefined,
       metrics: workMetrics(metrics),
     };
   },

@@ -12,13 +12,20 @@ const repoRoot = join(import.meta.dirname, "../..");
 
 export async function startFunction(
   name: string,
-  opts: { kubeconfig: string; env?: Record<string, string>; logFile?: string; port?: number },
+  opts: {
+    kubeconfig: string;
+    env?: Record<string, string>;
+    logFile?: string;
+    port?: number;
+    /** Run this bundle (`npm run build`'s dist/<name>.mjs) instead of the TypeScript sources through tsx. */
+    bundle?: string;
+  },
 ): Promise<RunningFunction> {
   const port = opts.port ?? (await freePort());
   const proc = spawnTied(
     name,
     process.execPath,
-    ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name],
+    opts.bundle ? [opts.bundle] : ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name],
     {
       cwd: repoRoot,
       env: {

@@ -1,0 +1,80 @@
+// Cold start: each function from process spawn to /health/readiness 200, median of 10, as deployed (the
+// esbuild bundle `npm run build` writes) and, for comparison, from the TypeScript sources through tsx.
+import { spawn } from "node:child_process";
+import { writeFile, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buildFunctions } from "../scripts/build.ts";
+import { freePort } from "../test/support/processes.ts";
+import { machine, percentile, printTable } from "./support.ts";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 10);
+const DEV_RUNS = Number(process.env.BENCH_DEV_RUNS ?? 3);
+const root = join(import.meta.dirname, "..");
+
+// Credentials are read lazily and no request is made before readiness, so an unreachable server is fine.
+const dir = await mkdtemp(join(tmpdir(), "cold-start-"));
+const kubeconfig = join(dir, "kubeconfig");
+await writeFile(
+  kubeconfig,
+  [
+    "apiVersion: v1",
+    "kind: Config",
+    "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]",
+    "users: [{name: u, user: {token: unused}}]",
+    "contexts: [{name: c, context: {cluster: c, user: u}}]",
+    "current-context: c",
+  ].join("\n"),
+);
+
+async function timeToReady(args: string[]): Promise<number> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const child = spawn(process.execPath, args, {
+    cwd: root,
+    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", KUBECONFIG: kubeconfig, LOG_LEVEL: "warn" },
+    stdio: "ignore",
+  });
+  try {
+    for (;;) {
+      const ok = await fetch(`http://127.0.0.1:${port}/health/readiness`)
+        .then((r) => r.ok)
+        .catch(() => false);
+      if (ok) return performance.now() - t0;
+      if (child.exitCode !== null) throw new Error(`${args.join(" ")} exited with ${child.exitCode}`);
+      if (performance.now() - t0 > 30_000) throw new Error(`${args.join(" ")} not ready in 30 s`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  } finally {
+    child.kill("SIGKILL");
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once("exit", r)));
+  }
+}
+
+const bundles = await buildFunctions();
+const rows: (string | number)[][] = [];
+for (const [name, bundle] of Object.entries(bundles).sort()) {
+  const runs: number[] = [];
+  for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([bundle]));
+  const dev: number[] = [];
+  for (let i = 0; i < DEV_RUNS; i++)
+    dev.push(await timeToReady(["--import", "tsx", join(root, "shared/runtime/host.ts"), name]));
+  const sorted = [...runs].sort((a, b) => a - b);
+  const med = percentile(sorted, 50);
+  rows.push([
+    name,
+    med,
+    sorted[0]!,
+    sorted.at(-1)!,
+    percentile(
+      [...dev].sort((a, b) => a - b),
+      50,
+    ),
+    med <= 300 ? "met" : "missed",
+  ]);
+}
+printTable(
+  `Cold start: spawn → /health/readiness 200, ms, median of ${RUNS} (${machine()})`,
+  ["function", "bundle median", "min", "max", `tsx sources median of ${DEV_RUNS}`, "≤ 300 ms"],
+  rows,
+);

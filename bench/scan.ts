@@ -1,0 +1,153 @@
+// Scan at scale: expiry-scan (the bundled function, as deployed) over N annotated Services that all hold
+// current Secrets: wall time, the process's peak RSS, and the requests the API server counted.
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import * as k8s from "@kubernetes/client-node";
+import { startControlPlane } from "../test/controlplane/control-plane.ts";
+import { installInfra, serviceAccountKubeconfig } from "../test/local-system/local-system.ts";
+import { startFunction } from "../test/support/function-hosts.ts";
+import { deliver, pingEvent } from "../test/support/events.ts";
+import { buildFunctions } from "../scripts/build.ts";
+import { annotations } from "../shared/serving-cert/annotations.ts";
+import { hostnamesFor } from "../shared/serving-cert/reconcile.ts";
+import { caKeys, MANAGED_BY_LABEL } from "../shared/ca-store/layout.ts";
+import { mapLimit } from "../shared/runtime/concurrency.ts";
+import {
+  commonName,
+  generateKeyPair,
+  importPrivateKeyPem,
+  parseCertificates,
+  privateKeyToPem,
+  signServingCertificate,
+} from "../shared/pki/index.ts";
+import { machine, printTable } from "./support.ts";
+
+const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
+const PER_NAMESPACE = 500;
+const CA_NS = "service-ca";
+const log = (l: string) => console.error(`[scan] ${l}`);
+
+/** apiserver_request_total summed by "VERB resource", from the API server's own metrics. */
+async function requestCounts(kc: k8s.KubeConfig): Promise<Map<string, number>> {
+  const cluster = kc.getCurrentCluster()!;
+  const opts = await kc.applyToFetchOptions({});
+  const text = await (await fetch(`${cluster.server}/metrics`, opts as RequestInit)).text();
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const verb = /verb="([^"]+)"/.exec(line)?.[1];
+    const resource = /resource="([^"]*)"/.exec(line)?.[1];
+    const key = `${verb} ${resource}`;
+    out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return out;
+}
+
+const peakRss = async (pid: number) =>
+  Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
+
+const plane = await startControlPlane({ log });
+try {
+  await installInfra(plane);
+  const bundles = await buildFunctions(["expiry-scan"]);
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(plane.kubeconfig);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const scan = await startFunction("expiry-scan", {
+    kubeconfig: await serviceAccountKubeconfig(plane, "expiry-scan"),
+    bundle: bundles["expiry-scan"],
+    logFile: join(plane.dir, "logs", "expiry-scan.log"),
+    env: { LOG_LEVEL: "warn" },
+  });
+  const ping = async () => {
+    const res = await deliver(scan.url, pingEvent(CA_NS, "bench", { reason: "bench" }));
+    if (res.status !== 200)
+      throw new Error(`expiry-scan answered ${res.status}: ${JSON.stringify(res.json)}`);
+    return res.json as Record<string, unknown>;
+  };
+  await ping(); // creates the CA
+
+  const caSecret = await core.readNamespacedSecret({ namespace: CA_NS, name: "signing-key" });
+  const unb64 = (k: string) => Buffer.from(caSecret.data![k]!, "base64").toString();
+  const caCert = parseCertificates(unb64(caKeys.cert))[0]!;
+  const signer = { cert: caCert, key: await importPrivateKeyPem(unb64(caKeys.key)) };
+  const caName = commonName(caCert)!;
+  // One leaf key for every Secret: generating 10,000 RSA keys would measure key generation, not the scan.
+  const keys = await generateKeyPair("rsa-2048");
+  const keyPem = await privateKeyToPem(keys.privateKey);
+
+  log(`creating ${SERVICES} annotated Services with current Secrets`);
+  const t0 = performance.now();
+  const namespaces = Array.from({ length: Math.ceil(SERVICES / PER_NAMESPACE) }, (_, i) => `scan-${i}`);
+  for (const name of namespaces) await core.createNamespace({ body: { metadata: { name } } });
+  await mapLimit(
+    Array.from({ length: SERVICES }, (_, i) => i),
+    48,
+    async (i) => {
+      const namespace = namespaces[Math.floor(i / PER_NAMESPACE)]!;
+      const name = `svc-${i}`;
+      const svc = await core.createNamespacedService({
+        namespace,
+        body: {
+          metadata: {
+            name,
+            annotations: { [annotations.secretName]: `${name}-tls`, [annotations.signedBy]: caName },
+          },
+          spec: { ports: [{ port: 443 }] },
+        },
+      });
+      const leaf = await signServingCertificate({
+        signer,
+        hostnames: hostnamesFor(svc),
+        now: new Date(),
+        keys,
+      });
+      await core.createNamespacedSecret({
+        namespace,
+        body: {
+          metadata: {
+            name: `${name}-tls`,
+            labels: MANAGED_BY_LABEL,
+            annotations: {
+              [annotations.originName]: name,
+              [annotations.originUid]: svc.metadata!.uid!,
+              [annotations.expiry]: leaf.cert.notAfter.toISOString(),
+            },
+          },
+          type: "kubernetes.io/tls",
+          stringData: { "tls.crt": leaf.certPem, "tls.key": keyPem },
+        },
+      });
+      if (i % 1000 === 999) log(`${i + 1} created`);
+    },
+  );
+  log(`created in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+
+  const rssBefore = await peakRss(scan.process.pid);
+  const before = await requestCounts(kc);
+  const started = performance.now();
+  const result = await ping();
+  const wall = (performance.now() - started) / 1000;
+  const after = await requestCounts(kc);
+  const rss = await peakRss(scan.process.pid);
+  const delta = [...after]
+    .map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const)
+    .filter(([k, v]) => v > 0 && !k.endsWith(" leases") && !k.endsWith(" events"));
+  const total = delta.reduce((n, [, v]) => n + v, 0);
+  printTable(
+    `Scan at scale: expiry-scan over ${SERVICES} annotated Services with current Secrets (${machine()})`,
+    ["figure", "value"],
+    [
+      ["wall time of one scan, s (target ≤ 5)", wall],
+      ["peak RSS of the function process, MB (target ≤ 150)", rss],
+      ["peak RSS before the scan (after start-up and one empty scan), MB", rssBefore],
+      ["API requests during the scan (all verbs, from apiserver_request_total)", total],
+      ...delta.map(([k, v]) => [`  ${k}`, v] as [string, number]),
+      ["outcomes", JSON.stringify(result.outcomes)],
+      ["list pages read (as the function reports)", Number(result.pages)],
+    ],
+  );
+  await scan.process.stop();
+} finally {
+  await plane.stop();
+}

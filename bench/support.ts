@@ -1,0 +1,94 @@
+// What every benchmark shares: the machine line, percentiles, a table printer, and watching objects appear.
+import { availableParallelism, cpus, totalmem } from "node:os";
+import * as k8s from "@kubernetes/client-node";
+
+export function machine(): string {
+  const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
+  return `${availableParallelism()} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+}
+
+/** Nearest-rank percentile of already sorted numbers. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+export const median = (xs: number[]) =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
+
+export function printTable(title: string, header: string[], rows: (string | number)[][]): void {
+  const cells = [header, ...rows.map((r) => r.map((c) => (typeof c === "number" ? fmt(c) : c)))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(" | ")} |`;
+  console.log(`\n${title}\n`);
+  console.log(line(cells[0]!));
+  console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`);
+  for (const r of cells.slice(1)) console.log(line(r));
+  console.log("");
+}
+
+const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(n < 10 ? 2 : 1));
+
+/**
+ * Watches a kind in a namespace and remembers when each object was first seen satisfying `accept`, so a
+ * benchmark learns the moment a Secret became readable without polling the API server.
+ */
+export class Arrivals<T extends k8s.KubernetesObject> {
+  private readonly seen = new Map<string, number>();
+  private readonly waiting = new Map<string, Array<(t: number) => void>>();
+  private abort?: () => void;
+
+  constructor(
+    private readonly kc: k8s.KubeConfig,
+    private readonly path: string,
+    private readonly accept: (o: T) => boolean = () => true,
+  ) {}
+
+  async start(): Promise<void> {
+    const req = await new k8s.Watch(this.kc).watch(
+      this.path,
+      {},
+      (type, obj: T) => {
+        if (type !== "ADDED" && type !== "MODIFIED") return;
+        const name = obj.metadata?.name ?? "";
+        if (this.seen.has(name) || !this.accept(obj)) return;
+        const t = performance.now();
+        this.seen.set(name, t);
+        for (const w of this.waiting.get(name) ?? []) w(t);
+        this.waiting.delete(name);
+      },
+      () => {},
+    );
+    this.abort = () => req.abort();
+  }
+
+  /** When `name` was first seen (performance.now()), waiting for it if need be. */
+  when(name: string, timeoutMs = 60_000): Promise<number> {
+    const t = this.seen.get(name);
+    if (t !== undefined) return Promise.resolve(t);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${name} did not appear in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      const list = this.waiting.get(name) ?? [];
+      list.push((at) => {
+        clearTimeout(timer);
+        resolve(at);
+      });
+      this.waiting.set(name, list);
+    });
+  }
+
+  get count(): number {
+    return this.seen.size;
+  }
+
+  stop(): void {
+    this.abort?.();
+  }
+}
