@@ -3,7 +3,7 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { promisify } from "node:util";
@@ -223,6 +223,7 @@ before(async () => {
 after(async () => {
   await source?.stop(3000);
   await signer?.process.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
   if (!cluster) return;
   for (const name of created) await certificates.deleteCertificateSigningRequest({ name }).catch(() => {});
   await kubectl(admin(), "delete", "clusterrolebinding,clusterrole", `${ns}-csr-requester`).catch(() => {});
