@@ -1,6 +1,7 @@
 // Scan at scale: expiry-scan (the bundled function, as deployed) over N annotated Services that all hold
 // current Secrets: wall time, the process's peak RSS, and the requests the API server counted.
 import { readFile } from "node:fs/promises";
+import * as https from "node:https";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../test/controlplane/control-plane.ts";
@@ -29,9 +30,18 @@ const log = (l: string) => console.error(`[scan] ${l}`);
 
 /** apiserver_request_total summed by "VERB resource", from the API server's own metrics. */
 async function requestCounts(kc: k8s.KubeConfig): Promise<Map<string, number>> {
-  const cluster = kc.getCurrentCluster()!;
-  const opts = await kc.applyToFetchOptions({});
-  const text = await (await fetch(`${cluster.server}/metrics`, opts as RequestInit)).text();
+  const url = new URL(`${kc.getCurrentCluster()!.server}/metrics`);
+  const opts: https.RequestOptions = { hostname: url.hostname, port: url.port, path: url.pathname };
+  await kc.applyToHTTPSOptions(opts);
+  const text = await new Promise<string>((resolve, reject) =>
+    https
+      .get(opts, (res) => {
+        let body = "";
+        res.setEncoding("utf8").on("data", (c: string) => (body += c));
+        res.on("end", () => resolve(body));
+      })
+      .on("error", reject),
+  );
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     if (!line.startsWith("apiserver_request_total{")) continue;
@@ -57,7 +67,7 @@ try {
     kubeconfig: await serviceAccountKubeconfig(plane, "expiry-scan"),
     bundle: bundles["expiry-scan"],
     logFile: join(plane.dir, "logs", "expiry-scan.log"),
-    env: { LOG_LEVEL: "warn" },
+    env: { LOG_LEVEL: "warn", REQUEST_TIMEOUT_SECONDS: "295" }, // as infra/ deploys it
   });
   const ping = async () => {
     const res = await deliver(scan.url, pingEvent(CA_NS, "bench", { reason: "bench" }));

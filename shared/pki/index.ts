@@ -7,3 +7,4 @@ export * from "./bundle.ts";
 export * from "./time.ts";
 export { x509 } from "./x509.ts";
 export * from "./key-pool.ts";
+export * from "./leaf-check.ts";

@@ -1,13 +1,6 @@
 // Whether a Service's Secret needs a new certificate, and why: pure, so every rule is unit-tested.
 import type { x509 } from "../pki/x509.ts";
-import {
-  dnsNames,
-  isIssuedBy,
-  keyMatchesCertificate,
-  sameNames,
-  tryParseLeaf,
-  type KeyAlgorithm,
-} from "../pki/index.ts";
+import { leafIssuedBy, leafKeyMatches, readLeaf, sameNames, type KeyAlgorithm } from "../pki/index.ts";
 import { annotations } from "./annotations.ts";
 
 export const TLS_KEYS = ["tls.crt", "tls.key"] as const;
@@ -35,12 +28,12 @@ export async function reissueReason(
   const crt = secret.data["tls.crt"];
   const key = secret.data["tls.key"];
   if (!crt || !key) return "tls.crt or tls.key missing";
-  const leaf = tryParseLeaf(crt);
+  const leaf = readLeaf(crt);
   if (!leaf) return "tls.crt does not parse";
-  if (!keyMatchesCertificate(key, leaf)) return "tls.key does not match tls.crt";
-  if (!(await isIssuedBy(leaf, want.currentCa))) return "issued by a CA that is not the current one";
-  if (!sameNames(dnsNames(leaf), want.hostnames)) return "hostnames changed";
-  if (keyAlgorithmOf(leaf) !== want.keyAlgorithm) return `key algorithm is not ${want.keyAlgorithm}`;
+  if (!leafKeyMatches(key, leaf)) return "tls.key does not match tls.crt";
+  if (!leafIssuedBy(leaf, want.currentCa)) return "issued by a CA that is not the current one";
+  if (!sameNames(leaf.dnsNames, want.hostnames)) return "hostnames changed";
+  if (leaf.keyAlgorithm !== want.keyAlgorithm) return `key algorithm is not ${want.keyAlgorithm}`;
   if (!secret.annotations[annotations.expiry]) return "expiry annotation missing";
   const lifetime = leaf.notAfter.getTime() - leaf.notBefore.getTime();
   const remaining = leaf.notAfter.getTime() - want.now.getTime();

@@ -26,12 +26,13 @@ const managedBy = Object.entries(MANAGED_BY_LABEL)
   .map(([k, v]) => `${k}=${v}`)
   .join(",");
 
-async function listAll<T extends k8s.KubernetesObject>(
+/** Calls `each` with every page of a list, so a scan holds one page of objects at a time, not the cluster. */
+async function forEachPage<T extends k8s.KubernetesObject>(
   what: string,
   page: (cont?: string) => Promise<k8s.KubernetesListObject<T>>,
   count: () => void,
-) {
-  const items: T[] = [];
+  each: (items: T[]) => Promise<void> | void,
+): Promise<void> {
   let cont: string | undefined;
   do {
     let list;
@@ -41,51 +42,70 @@ async function listAll<T extends k8s.KubernetesObject>(
       throw classifyKubeError(err, `list ${what}`);
     }
     count();
-    items.push(...list.items);
+    await each(list.items);
     cont = list.metadata?._continue || undefined;
   } while (cont);
-  return items;
 }
 
 export async function scanServices(deps: ServingCertDeps, concurrency = 8): Promise<ScanResult> {
   const result: ScanResult = { services: 0, annotated: 0, pages: 0, outcomes: {} };
   const count = () => void result.pages++;
   const material = await deps.ca.signingMaterial();
-  const services = await listAll(
+  const now = deps.clock.now();
+  const tally = (o: Outcome | "failed") => (result.outcomes[o] = (result.outcomes[o] ?? 0) + 1);
+
+  // Annotated Services by the Secret they ask for; the others are dropped page by page.
+  const wanting = new Map<string, k8s.V1Service[]>(); // two Services may name one Secret: one of them loses
+  await forEachPage(
     "Services",
     (cont) => deps.kube.core.listServiceForAllNamespaces({ limit: PAGE, _continue: cont }),
     count,
+    (items) => {
+      result.services += items.length;
+      for (const svc of items) {
+        const secretName = requestedSecretName(svc);
+        if (!secretName) continue;
+        const key = `${svc.metadata!.namespace}/${secretName}`;
+        wanting.set(key, [...(wanting.get(key) ?? []), svc]);
+        result.annotated++;
+      }
+    },
   );
-  const secrets = new Map<string, k8s.V1Secret>();
-  for (const s of await listAll(
-    "serving Secrets",
-    (cont) =>
-      deps.kube.core.listSecretForAllNamespaces({ labelSelector: managedBy, limit: PAGE, _continue: cont }),
-    count,
-  )) {
-    secrets.set(`${s.metadata!.namespace}/${s.metadata!.name}`, s);
-  }
-  result.services = services.length;
-  const annotated = services.filter((s) => requestedSecretName(s));
-  result.annotated = annotated.length;
-  const now = deps.clock.now();
-  const outcomes = await mapLimit(annotated, concurrency, async (svc): Promise<Outcome | "failed"> => {
+
+  const check = async (svc: k8s.V1Service, listed: k8s.V1Secret | undefined) => {
     const ns = svc.metadata!.namespace!;
-    const listed = secrets.get(`${ns}/${requestedSecretName(svc)}`);
     try {
       const verdict = await judge(svc, listed, material, now, deps.refreshFraction);
-      if (verdict.kind === "current" && serviceMarkedCurrent(svc, material)) return "current";
-      if (verdict.kind === "gave-up") return "gave-up";
+      if (verdict.kind === "current" && serviceMarkedCurrent(svc, material)) return tally("current");
+      if (verdict.kind === "gave-up") return tally("gave-up");
       // Something to do (or a Secret the label did not find): the full reconcile re-reads before writing.
-      return (await reconcileService(deps, ns, svc.metadata!.name!, { countRepeatedFailure: true })).outcome;
+      tally((await reconcileService(deps, ns, svc.metadata!.name!, { countRepeatedFailure: true })).outcome);
     } catch (err) {
       deps.log.warn("scan could not reconcile a Service", {
         service: `${ns}/${svc.metadata!.name}`,
         error: err instanceof Error ? err.message : String(err),
       });
-      return "failed";
+      tally("failed");
     }
-  });
-  for (const o of outcomes) result.outcomes[o] = (result.outcomes[o] ?? 0) + 1;
+  };
+
+  // Our Secrets, a page at a time, each judged beside the Service that asked for it.
+  await forEachPage(
+    "serving Secrets",
+    (cont) =>
+      deps.kube.core.listSecretForAllNamespaces({ labelSelector: managedBy, limit: PAGE, _continue: cont }),
+    count,
+    async (items) => {
+      const pairs = items.flatMap((secret) => {
+        const key = `${secret.metadata!.namespace}/${secret.metadata!.name}`;
+        const services = wanting.get(key) ?? [];
+        wanting.delete(key);
+        return services.map((svc) => [svc, secret] as const);
+      });
+      await mapLimit(pairs, concurrency, ([svc, secret]) => check(svc, secret));
+    },
+  );
+  // Annotated Services with no Secret of ours: missing, or a foreign Secret of that name.
+  await mapLimit([...wanting.values()].flat(), concurrency, (svc) => check(svc, undefined));
   return result;
 }

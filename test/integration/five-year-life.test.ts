@@ -34,6 +34,7 @@ import {
   signServingCertificate,
   tryParseLeaf,
 } from "../../shared/pki/index.ts";
+import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
 
 const CA_NS = "service-ca";
 const INJECT = "service.beta.openshift.io/inject-cabundle";
@@ -348,35 +349,7 @@ describe("B. every rotation with real peers at real time", () => {
       { logFile: join(dir, "backend.log") },
     );
 
-    const admin = await core
-      .createNamespacedServiceAccount({ namespace: CA_NS, body: { metadata: { name: "life-admin" } } })
-      .then(async () => {
-        const rbac = cluster.kc.makeApiClient(k8s.RbacAuthorizationV1Api);
-        await rbac.createNamespacedRole({
-          namespace: CA_NS,
-          body: {
-            metadata: { name: "life-admin" },
-            rules: [
-              { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
-            ],
-          },
-        });
-        await rbac.createNamespacedRoleBinding({
-          namespace: CA_NS,
-          body: {
-            metadata: { name: "life-admin" },
-            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "life-admin" },
-            subjects: [{ kind: "ServiceAccount", name: "life-admin", namespace: CA_NS }],
-          },
-        });
-        return (
-          await core.createNamespacedServiceAccountToken({
-            namespace: CA_NS,
-            name: "life-admin",
-            body: { spec: { audiences: [] } },
-          })
-        ).status!.token;
-      });
+    const admin = await tokenWithRules(cluster.kc, CA_NS, "life-admin", rotatorRules());
 
     // Periods of the life: a CA aged past the rotation point (395 days left) for each automatic rotation, and one
     // forced rotation of a younger CA at a random point.

@@ -12,6 +12,7 @@ import { handshake, openssl } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { decodeBundle } from "../../shared/pki/index.ts";
+import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
 
 let cluster: TestCluster;
 let core: k8s.CoreV1Api;
@@ -38,27 +39,8 @@ const decode = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? ""
 const bundle = async () =>
   (await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" })).data!["ca-bundle.crt"]!;
 
-async function tokenFor(sa: string, rules: k8s.V1PolicyRule[] | undefined): Promise<string> {
-  await core.createNamespacedServiceAccount({ namespace: caNs, body: { metadata: { name: sa } } });
-  if (rules) {
-    const rbac = cluster.kc.makeApiClient(k8s.RbacAuthorizationV1Api);
-    await rbac.createNamespacedRole({ namespace: caNs, body: { metadata: { name: sa }, rules } });
-    await rbac.createNamespacedRoleBinding({
-      namespace: caNs,
-      body: {
-        metadata: { name: sa },
-        roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: sa },
-        subjects: [{ kind: "ServiceAccount", name: sa, namespace: caNs }],
-      },
-    });
-  }
-  const t = await core.createNamespacedServiceAccountToken({
-    namespace: caNs,
-    name: sa,
-    body: { spec: { audiences: [] } },
-  });
-  return t.status!.token;
-}
+const tokenFor = (sa: string, rules: k8s.V1PolicyRule[] | undefined) =>
+  tokenWithRules(cluster.kc, caNs, sa, rules);
 
 const rotate = (token: string | undefined, body: unknown = { reason: "test" }) =>
   fetch(`${fns["rotate-ca"]!.url}/rotate`, {
@@ -99,9 +81,7 @@ describe("rotate-ca", () => {
     const ping = await deliver(fns["rotate-ca"]!.url, pingEvent(caNs, "rotate-ca-daily"));
     assert.equal(ping.json.outcome, "not-due");
 
-    const admin = await tokenFor("ca-admin", [
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
-    ]);
+    const admin = await tokenFor("ca-admin", rotatorRules());
     const res = await rotate(admin, { reason: "test the overlap" });
     assert.equal(res.status, 200, await res.clone().text());
     const body = (await res.json()) as { outcome: string; previousTrustedUntil: string };
@@ -190,9 +170,7 @@ describe("rotate-ca", () => {
   });
 
   it("two rotations racing produce one new CA", async () => {
-    const admin = await tokenFor("ca-racer", [
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
-    ]);
+    const admin = await tokenFor("ca-racer", rotatorRules());
     const before = await core.readNamespacedSecret({ namespace: caNs, name: "signing-key" });
     const [a, b] = await Promise.all([
       rotate(admin, { reason: "race a" }),
@@ -218,9 +196,7 @@ describe("rotate-ca", () => {
 
 describe("rotate-ca: replace, status, dry run", () => {
   it("GET /status reports the CAs; a dry run changes nothing", async () => {
-    const admin = await tokenFor("ca-status", [
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
-    ]);
+    const admin = await tokenFor("ca-status", rotatorRules());
     const status = await fetch(`${fns["rotate-ca"]!.url}/status`, {
       headers: { authorization: `Bearer ${admin}` },
     });
@@ -242,9 +218,7 @@ describe("rotate-ca: replace, status, dry run", () => {
   it("replace: the old CA is trusted no more at once, and every Secret and bundle is new", async () => {
     const oldSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     const oldBundle = await bundle();
-    const admin = await tokenFor("ca-replacer", [
-      { apiGroups: [""], resources: ["secrets"], resourceNames: ["signing-key"], verbs: ["update"] },
-    ]);
+    const admin = await tokenFor("ca-replacer", rotatorRules());
     const res = await rotate(admin, { reason: "key compromise", mode: "replace" });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { outcome: string; previousTrustedUntil: string | null };

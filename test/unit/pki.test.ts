@@ -1,6 +1,7 @@
 // shared/pki on its own: what a CA and a serving certificate contain, and the checks built on them.
 import { before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { createPrivateKey } from "node:crypto";
 import { x509 } from "../../shared/pki/x509.ts";
 import {
   CA_VALIDITY_DAYS,
@@ -15,6 +16,9 @@ import {
   isIssuedBy,
   keyMatchesCertificate,
   KeyPool,
+  leafIssuedBy,
+  leafKeyMatches,
+  readLeaf,
   servingHostnames,
   signServingCertificate,
   trustedAt,
@@ -219,5 +223,48 @@ describe("KeyPool", () => {
     const key = await pool.take();
     assert.ok(key.privateKey);
     pool.close();
+  });
+});
+
+describe("leaf checks on native X.509 (the scan's fast path)", () => {
+  it("key match: PKCS#8 and PKCS#1 RSA read from DER, EC through import; mismatched or corrupt keys fail", async () => {
+    const ca = await createAuthority({ now: new Date() });
+    const signer: Signer = { cert: ca.cert, key: await importPrivateKeyPem(ca.keyPem) };
+    const rsa = await signServingCertificate({ signer, hostnames: ["a.ns.svc"], now: new Date() });
+    const other = await signServingCertificate({ signer, hostnames: ["a.ns.svc"], now: new Date() });
+    const ec = await signServingCertificate({
+      signer,
+      hostnames: ["b.ns.svc", "b.ns.svc.cluster.local"],
+      now: new Date(),
+      keyAlgorithm: "ecdsa-p256",
+    });
+    const leaf = readLeaf(rsa.certPem)!;
+    assert.equal(leafKeyMatches(rsa.keyPem, leaf), true);
+    assert.equal(leafKeyMatches(other.keyPem, leaf), false);
+    const pkcs1 = createPrivateKey(rsa.keyPem).export({ type: "pkcs1", format: "pem" }).toString();
+    assert.match(pkcs1, /BEGIN RSA PRIVATE KEY/);
+    assert.equal(leafKeyMatches(pkcs1, leaf), true);
+    assert.equal(leafKeyMatches(rsa.keyPem.replace(/[A-Za-z]{8}\n/, "AAAAAAAA\n"), leaf), false);
+    assert.equal(leafKeyMatches("not a key", leaf), false);
+    const ecLeaf = readLeaf(ec.certPem)!;
+    assert.equal(leafKeyMatches(ec.keyPem, ecLeaf), true);
+    assert.equal(leafKeyMatches(rsa.keyPem, ecLeaf), false);
+    assert.deepEqual(
+      [ecLeaf.keyAlgorithm, leaf.keyAlgorithm, ecLeaf.dnsNames],
+      ["ecdsa-p256", "rsa-2048", ["b.ns.svc", "b.ns.svc.cluster.local"]],
+    );
+    assert.equal(leaf.notAfter.getTime(), Math.floor(rsa.cert.notAfter.getTime() / 1000) * 1000);
+  });
+
+  it("issued by: the signing CA yes, another CA with the same subject no; garbage does not parse", async () => {
+    const now = new Date();
+    const ca = await createAuthority({ now });
+    const twin = await createAuthority({ now }); // same CN (same second), different key
+    const signer: Signer = { cert: ca.cert, key: await importPrivateKeyPem(ca.keyPem) };
+    const leaf = readLeaf((await signServingCertificate({ signer, hostnames: ["x.y.svc"], now })).certPem)!;
+    assert.equal(leafIssuedBy(leaf, ca.cert), true);
+    assert.equal(leafIssuedBy(leaf, twin.cert), false);
+    assert.equal(readLeaf("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----"), undefined);
+    assert.equal(readLeaf(undefined), undefined);
   });
 });
