@@ -157,6 +157,7 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
       "inject-crd",
       "inject-webhooks",
       "sign-csr",
+      "distribute-ca",
     ]) {
       const res = await deliver(
         functions.get(name)!.url,
