@@ -252,8 +252,11 @@ async function issue(
 /** On success: signed-by names the CA, and the error annotations go away. Writes only if that changes anything. */
 async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: CaMaterial): Promise<void> {
   if (serviceMarkedCurrent(svc, material)) return;
+  // Conditional on what was read: when a replica or the scan marked it first, the 409 leads to a re-read that
+  // finds nothing to write, instead of a second identical write.
   await mergePatch(deps.kube, serviceKey(svc), {
     metadata: {
+      resourceVersion: svc.metadata?.resourceVersion,
       annotations: {
         [annotations.signedBy]: material.name,
         [annotations.error]: null,

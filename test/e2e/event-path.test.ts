@@ -221,7 +221,7 @@ describe("infra/ as deployed", () => {
       name: string | undefined,
       allowed: boolean,
     ];
-    const signers = ["issue-serving-cert", "expiry-scan", "rotate-ca"];
+    const signers = ["issue-serving-cert", "expiry-scan", "rotate-ca", "sign-csr"];
     const injectors = ["inject-configmap", "inject-apiservice", "inject-crd", "inject-webhooks"];
     const rows: Row[] = [
       // What each function needs.
@@ -290,6 +290,30 @@ describe("infra/ as deployed", () => {
       ["issue-serving-cert", "patch", "", "configmaps", "shop", "trust", false],
       ["issue-serving-cert", "delete", "", "secrets", "shop", "web-tls", false],
       ["expiry-scan", "delete", "", "services", "shop", "web", false],
+      // sign-csr signs for its own signerName only, and reads the CA without being able to replace it.
+      ["sign-csr", "sign", "certificates.k8s.io", "signers", undefined, "service-ca.dev/serving", true],
+      [
+        "sign-csr",
+        "sign",
+        "certificates.k8s.io",
+        "signers",
+        undefined,
+        "kubernetes.io/kube-apiserver-client",
+        false,
+      ],
+      ["sign-csr", "get", "certificates.k8s.io", "certificatesigningrequests", undefined, "any", true],
+      ["sign-csr", "update", "", "secrets", "service-ca", "signing-key", false],
+      ["sign-csr", "patch", "", "services", "shop", "web", false],
+      [
+        "source-csrs",
+        "watch",
+        "certificates.k8s.io",
+        "certificatesigningrequests",
+        undefined,
+        undefined,
+        true,
+      ],
+      ["source-csrs", "get", "", "secrets", "service-ca", "signing-key", false],
       // Event sources read only what they watch.
       ["source-services", "watch", "", "services", undefined, undefined, true],
       ["source-services", "get", "", "secrets", "shop", "web-tls", false],
