@@ -1,5 +1,6 @@
 // Serves one function: validates its config, runs init, serves, and shuts down gracefully. Shared by the CLI
 // (`host.ts <function>`) and the per-function bundles `npm run build` writes to dist/.
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
 import { ConfigError, helpText, parseConfig, readRawConfig, runtimeConfigShape } from "./config.ts";
@@ -53,9 +54,19 @@ export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promi
     requestTimeoutMs: config.REQUEST_TIMEOUT_SECONDS * 1000,
     metrics,
   });
-  const server = host.app.listen(config.PORT, config.HOST);
+  // Receiving a request (headers and body) gets the handler's budget plus 5 s, then 408. Node enforces
+  // requestTimeout only while headersTimeout (60 s by default) is not above it, and checks every
+  // connectionsCheckingInterval (30 s by default): a slow body used to hold a connection indefinitely.
+  const receiveMs = (config.REQUEST_TIMEOUT_SECONDS + 5) * 1000;
+  const server = createServer(
+    {
+      requestTimeout: receiveMs,
+      headersTimeout: Math.min(receiveMs, 60_000),
+      connectionsCheckingInterval: 1000,
+    },
+    host.app,
+  ).listen(config.PORT, config.HOST);
   await new Promise<void>((res, rej) => server.once("listening", res).once("error", rej));
-  server.requestTimeout = (config.REQUEST_TIMEOUT_SECONDS + 5) * 1000;
   const { port } = server.address() as AddressInfo;
   host.setReady(true);
   log.info("listening", { port, host: config.HOST, pid: process.pid });
