@@ -1,5 +1,6 @@
 // Applies distribution decisions against the API server: one namespace when an event names it, every namespace in
 // a sweep (a ping, a rotation, a configuration change), from label-selected list pages rather than a GET each.
+import { listAll } from "../kube/pages.ts";
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
 import { classifyKubeError, isNotFound } from "../kube/client.ts";
@@ -109,25 +110,6 @@ const found = (kind: CopyKind, o: k8s.V1ConfigMap | k8s.V1Secret): FoundObject =
   ...("type" in o && o.type ? { type: o.type } : {}),
 });
 
-async function listAllPages<T>(
-  what: string,
-  page: (cont?: string) => Promise<{ items: T[]; metadata?: { _continue?: string } }>,
-): Promise<T[]> {
-  const items: T[] = [];
-  let cont: string | undefined;
-  do {
-    let list;
-    try {
-      list = await page(cont);
-    } catch (err) {
-      throw classifyKubeError(err, `list ${what}`);
-    }
-    items.push(...list.items);
-    cont = list.metadata?._continue || undefined;
-  } while (cont);
-  return items;
-}
-
 /** Brings one namespace's copies to what the configuration wants, re-reading everything it decides on. */
 export async function distributeToNamespace(
   deps: DistributionDeps,
@@ -155,7 +137,7 @@ async function distributeOnce(
   const [want, ns, ours, secret] = await Promise.all([
     loadWanted(deps, false),
     readOptional(`Namespace ${namespace}`, () => deps.kube.core.readNamespace({ name: namespace })),
-    listAllPages(`copies in ${namespace}`, (cont) =>
+    listAll(`copies in ${namespace}`, (cont) =>
       deps.kube.core.listNamespacedConfigMap({
         namespace,
         labelSelector: DISTRIBUTED_SELECTOR,
@@ -196,8 +178,8 @@ export async function distributeEverywhere(deps: DistributionDeps): Promise<Swee
   const want = await loadWanted(deps, true);
   const byName = want?.config.configMapName;
   const [namespaces, ourConfigMaps, namedConfigMaps, secrets] = await Promise.all([
-    listAllPages("Namespaces", (cont) => deps.kube.core.listNamespace({ limit: PAGE, _continue: cont })),
-    listAllPages("distributed ConfigMaps", (cont) =>
+    listAll("Namespaces", (cont) => deps.kube.core.listNamespace({ limit: PAGE, _continue: cont })),
+    listAll("distributed ConfigMaps", (cont) =>
       deps.kube.core.listConfigMapForAllNamespaces({
         labelSelector: DISTRIBUTED_SELECTOR,
         limit: PAGE,
@@ -206,7 +188,7 @@ export async function distributeEverywhere(deps: DistributionDeps): Promise<Swee
     ),
     // Same-named ConfigMaps that are not ours: left alone, and told why.
     byName
-      ? listAllPages(`ConfigMaps named ${byName}`, (cont) =>
+      ? listAll(`ConfigMaps named ${byName}`, (cont) =>
           deps.kube.core.listConfigMapForAllNamespaces({
             fieldSelector: `metadata.name=${byName}`,
             limit: PAGE,
@@ -215,7 +197,7 @@ export async function distributeEverywhere(deps: DistributionDeps): Promise<Swee
         )
       : [],
     // A list narrowed to one name is authorized by RBAC resourceNames: this function may not list other Secrets.
-    listAllPages(`Secrets named ${COPY_SECRET_NAME}`, (cont) =>
+    listAll(`Secrets named ${COPY_SECRET_NAME}`, (cont) =>
       deps.kube.core.listSecretForAllNamespaces({
         fieldSelector: `metadata.name=${COPY_SECRET_NAME}`,
         limit: PAGE,

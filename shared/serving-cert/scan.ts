@@ -1,7 +1,7 @@
 // The periodic repair: every annotated Service in the cluster, judged from list pages (Services, and our own
 // Secrets by label), and only what needs a change goes through the full re-read-and-write reconcile.
 import type * as k8s from "@kubernetes/client-node";
-import { classifyKubeError } from "../kube/client.ts";
+import { forEachPage } from "../kube/pages.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
 import { requestedSecretName } from "./annotations.ts";
@@ -26,27 +26,6 @@ const managedBy = Object.entries(MANAGED_BY_LABEL)
   .map(([k, v]) => `${k}=${v}`)
   .join(",");
 
-/** Calls `each` with every page of a list, so a scan holds one page of objects at a time, not the cluster. */
-async function forEachPage<T extends k8s.KubernetesObject>(
-  what: string,
-  page: (cont?: string) => Promise<k8s.KubernetesListObject<T>>,
-  count: () => void,
-  each: (items: T[]) => Promise<void> | void,
-): Promise<void> {
-  let cont: string | undefined;
-  do {
-    let list;
-    try {
-      list = await page(cont);
-    } catch (err) {
-      throw classifyKubeError(err, `list ${what}`);
-    }
-    count();
-    await each(list.items);
-    cont = list.metadata?._continue || undefined;
-  } while (cont);
-}
-
 /**
  * Only what judging needs: at 10,000 Services, the full objects (managed fields above all) would be most of the
  * scan's memory.
@@ -64,17 +43,15 @@ const slim = (svc: k8s.V1Service): k8s.V1Service => ({
 
 export async function scanServices(deps: ServingCertDeps, concurrency = 8): Promise<ScanResult> {
   const result: ScanResult = { services: 0, annotated: 0, pages: 0, outcomes: {} };
-  const count = () => void result.pages++;
   const material = await deps.ca.signingMaterial();
   const now = deps.clock.now();
   const tally = (o: Outcome | "failed") => (result.outcomes[o] = (result.outcomes[o] ?? 0) + 1);
 
   // Annotated Services by the Secret they ask for; the others are dropped page by page.
   const wanting = new Map<string, k8s.V1Service[]>(); // two Services may name one Secret: one of them loses
-  await forEachPage(
+  result.pages += await forEachPage(
     "Services",
     (cont) => deps.kube.core.listServiceForAllNamespaces({ limit: PAGE, _continue: cont }),
-    count,
     (items) => {
       result.services += items.length;
       for (const svc of items) {
@@ -105,11 +82,10 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
   };
 
   // Our Secrets, a page at a time, each judged beside the Service that asked for it.
-  await forEachPage(
+  result.pages += await forEachPage(
     "serving Secrets",
     (cont) =>
       deps.kube.core.listSecretForAllNamespaces({ labelSelector: managedBy, limit: PAGE, _continue: cont }),
-    count,
     async (items) => {
       const pairs = items.flatMap((secret) => {
         const key = `${secret.metadata!.namespace}/${secret.metadata!.name}`;

@@ -1,0 +1,33 @@
+// Reading a list a page at a time (`limit` + `continue`), so a scan of thousands of objects holds one page.
+import { classifyKubeError } from "./client.ts";
+
+export type ListPage<T> = (cont?: string) => Promise<{ items: T[]; metadata?: { _continue?: string } }>;
+
+/** Calls `each` with every page in turn; an API error becomes a typed error naming what was listed. */
+export async function forEachPage<T>(
+  what: string,
+  page: ListPage<T>,
+  each: (items: T[]) => Promise<void> | void,
+): Promise<number> {
+  let pages = 0;
+  let cont: string | undefined;
+  do {
+    let list;
+    try {
+      list = await page(cont);
+    } catch (err) {
+      throw classifyKubeError(err, `list ${what}`);
+    }
+    pages++;
+    await each(list.items);
+    cont = list.metadata?._continue || undefined;
+  } while (cont);
+  return pages;
+}
+
+/** Every item of every page, for lists known to be small. */
+export async function listAll<T>(what: string, page: ListPage<T>): Promise<T[]> {
+  const items: T[] = [];
+  await forEachPage(what, page, (p) => void items.push(...p));
+  return items;
+}
