@@ -57,6 +57,11 @@ export default defineFunction({
       if (event.action === "delete") return { outcome: "service-gone" };
       return { ...(await reconcileService(deps, namespace, name)) };
     }
+    // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
+    if (state.ca.isCaSecret(event.ref))
+      throw forbidden(
+        `Secret ${namespace}/${name} is the CA's own Secret; issue-serving-cert does not act on it`,
+      );
     // A Secret changed or went away: the Services that asked for it decide what happens.
     const services = await servicesUsingSecret(state.kube, namespace, name);
     const results = [];

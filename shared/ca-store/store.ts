@@ -57,6 +57,13 @@ export class CaStore {
     private readonly onMaterial: (m: CaMaterial) => void = () => {},
   ) {}
 
+  /** Whether `ref` names the CA's own Secret, which is never a serving certificate Secret. */
+  isCaSecret(ref: { kind: string; namespace?: string; name: string }): boolean {
+    return (
+      ref.kind === "Secret" && ref.namespace === this.where.namespace && ref.name === this.where.secretName
+    );
+  }
+
   /** The current signing material, creating the CA if there is none yet. */
   async signingMaterial(): Promise<CaMaterial> {
     const secret = await this.readSecret();
