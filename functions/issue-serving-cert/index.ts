@@ -42,7 +42,10 @@ export default defineFunction({
       log,
       validityDays: config.SERVING_CERT_VALIDITY_DAYS,
       refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
-      keyPool: config.KEY_POOL_SIZE > 0 ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", KEY_POOL_WORKERS) : undefined,
+      keyPool:
+        config.KEY_POOL_SIZE > 0
+          ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", KEY_POOL_WORKERS)
+          : undefined,
       metrics: workMetrics(metrics),
     };
   },
