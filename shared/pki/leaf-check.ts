@@ -94,11 +94,16 @@ function rsaPublicPartOf(pem: string): { n: string; e: string } | undefined {
       const octets = tlv(der, algorithm.end, 0x04);
       rsaKey = der.subarray(octets.start, octets.end);
     }
-    // RSAPrivateKey ::= SEQUENCE { version INTEGER, modulus INTEGER, publicExponent INTEGER, ... }
+    // RSAPrivateKey ::= SEQUENCE { version, modulus, publicExponent, privateExponent, prime1, prime2,
+    // exponent1, exponent2, coefficient } (all INTEGERs): walked to the end, so a truncated or mangled key is
+    // refused here as an import would refuse it.
     const seq = tlv(rsaKey, 0, 0x30);
     const version = tlv(rsaKey, seq.start, 0x02);
     const n = tlv(rsaKey, version.end, 0x02);
     const e = tlv(rsaKey, n.end, 0x02);
+    let end = e.end;
+    for (let i = 0; i < 6; i++) end = tlv(rsaKey, end, 0x02).end;
+    if (end !== seq.end || seq.end !== rsaKey.length) return undefined;
     return { n: unsigned(rsaKey.subarray(n.start, n.end)), e: unsigned(rsaKey.subarray(e.start, e.end)) };
   } catch {
     return undefined;

@@ -1,5 +1,6 @@
 // The system as deployed, end to end through the real event path: kubectl → API server → Knative's adapters →
 // functions running under their own ServiceAccounts → API server. No handler is called directly.
+import { openssl } from "../support/tls.ts";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
@@ -76,6 +77,53 @@ describe("through the real event path", () => {
     assert.equal(secret.type, "kubernetes.io/tls");
     const crt = Buffer.from(secret.data!["tls.crt"]!, "base64").toString();
     assert.match(crt, /BEGIN CERTIFICATE/);
+  });
+
+  it("kubectl annotate svc with Alauda's annotation → the four names; short names on request for OpenShift's", async () => {
+    const sans = async (secretName: string) => {
+      const secret = await waitFor(
+        `Secret ${secretName}`,
+        () => core.readNamespacedSecret({ namespace: "shop", name: secretName }).catch(() => undefined),
+        { timeoutMs: 15_000, intervalMs: 50 },
+      );
+      const crt = Buffer.from(secret.data!["tls.crt"]!, "base64").toString();
+      const text = await openssl(["x509", "-noout", "-ext", "subjectAltName", "-in", "tls.crt"], {
+        "tls.crt": crt,
+      });
+      return [...text.matchAll(/DNS:([^,\s]+)/g)].map((m) => m[1]);
+    };
+    await kubectl(cluster(), "-n", "shop", "create", "service", "clusterip", "api", "--tcp=443:8443");
+    await kubectl(
+      cluster(),
+      "-n",
+      "shop",
+      "annotate",
+      "service",
+      "api",
+      "service.alauda.io/serving-cert-secret-name=api-tls",
+    );
+    assert.deepEqual(await sans("api-tls"), [
+      "api",
+      "api.shop",
+      "api.shop.svc",
+      "api.shop.svc.cluster.local",
+    ]);
+
+    await kubectl(
+      cluster(),
+      "-n",
+      "shop",
+      "annotate",
+      "service",
+      "web",
+      "service.beta.openshift.io/serving-cert-short-names=true",
+    );
+    const four = await waitFor(
+      "web-tls re-issued with the short names",
+      async () => ((await sans("web-tls")).length === 4 ? sans("web-tls") : undefined),
+      { timeoutMs: 15_000, intervalMs: 100 },
+    );
+    assert.deepEqual(four, ["web", "web.shop", "web.shop.svc", "web.shop.svc.cluster.local"]);
   });
 
   it("deleting the Secret re-creates it (Secret delete event)", async () => {
