@@ -109,8 +109,9 @@ export default defineFunction({
     const bundleRepublished = await deps.ca.publishBundle(material);
     const scan = await scanServices(deps, state.concurrency);
     for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
-    // Every annotated injection target too, page by page: stale bundles are re-injected here even if every
-    // event and every injector's own repair ping was lost.
+    // On its ping, every annotated injection target too, page by page: stale bundles are re-injected even if
+    // every event and every injector's own repair ping was lost. A bundle change is the injectors' own event;
+    // repeating their fan-out here would only race them into writing each object twice.
     const injectorDeps = {
       kube: deps.kube,
       clock: deps.clock,
@@ -119,7 +120,7 @@ export default defineFunction({
       metrics: deps.metrics,
     };
     const injected: Record<string, FanOutResult> = {};
-    for (const target of allTargets) {
+    for (const target of event.source === "ping" ? allTargets : []) {
       injected[target.kind] = await injectAll(injectorDeps, target, material.bundlePem);
       state.reinjected.inc({ kind: target.kind }, injected[target.kind]!.injected);
     }
