@@ -27,8 +27,12 @@ export class KeyPool {
     readonly algorithm: KeyAlgorithm = "rsa-2048",
     private readonly parallel = 1,
     private readonly generate: (a: KeyAlgorithm) => Promise<CryptoKeyPair> = generateKeyPair,
-  ) {
+  ) {}
+
+  /** Begins generating keys ahead; until then (or without it) take() generates on demand and refills. */
+  start(): this {
     this.refill();
+    return this;
   }
 
   /** A fresh key pair, never handed out twice. */

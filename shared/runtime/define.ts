@@ -46,6 +46,8 @@ export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
   handle(event: Event, ctx: HandlerContext<State>): Promise<HandlerResult>;
   /** Plain HTTP endpoints besides the CloudEvent one (for example an admin action). */
   routes?: Array<HttpRoute<State, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** Once the function is serving: background work that should not slow its start (e.g. filling a key pool). */
+  started?(state: State): void;
   shutdown?(state: State): Promise<void> | void;
 }
 

@@ -70,6 +70,7 @@ export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promi
   const { port } = server.address() as AddressInfo;
   host.setReady(true);
   log.info("listening", { port, host: config.HOST, pid: process.pid });
+  def.started?.(state);
 
   let stopping = false;
   const stop = async (signal: string) => {

@@ -200,7 +200,7 @@ describe("KeyPool", () => {
     const pool = new KeyPool(3, "ecdsa-p256", 2, (a) => {
       generated++;
       return generateKeyPair(a);
-    });
+    }).start();
     while (pool.stats().ready < 3) await new Promise((r) => setTimeout(r, 5));
     assert.equal(generated, 3);
     const taken = await Promise.all([pool.take(), pool.take(), pool.take(), pool.take()]);
@@ -217,7 +217,7 @@ describe("KeyPool", () => {
       calls++;
       if (calls === 1) throw new Error("no entropy today");
       return generateKeyPair(a);
-    });
+    }).start();
     await new Promise((r) => setTimeout(r, 50));
     assert.equal(calls, 1);
     const key = await pool.take();
