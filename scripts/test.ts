@@ -2,7 +2,7 @@
 // control plane started here (tests that need their own, e.g. to restart it, start their own).
 import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join, relative, sep } from "node:path";
 import { startControlPlane } from "../test/controlplane/control-plane.ts";
 import { clusterEnv } from "../test/support/cluster.ts";
 import { installInfra } from "../test/local-system/local-system.ts";
@@ -10,6 +10,8 @@ import { installInfra } from "../test/local-system/local-system.ts";
 const root = process.cwd();
 const args = process.argv.slice(2);
 const skipChecks = args.includes("--no-checks");
+// test/load/ takes minutes: `npm run test:load` runs it (and only it) with --load; `npm test` leaves it out.
+const load = args.includes("--load");
 const filters = args.filter((a) => !a.startsWith("--"));
 
 function testFiles(dir: string): string[] {
@@ -43,7 +45,9 @@ if (!skipChecks) {
 }
 
 const files = testFiles(join(root, "test")).filter(
-  (f) => filters.length === 0 || filters.some((p) => f.includes(p)),
+  (f) =>
+    f.startsWith(join("test", "load") + sep) === load &&
+    (filters.length === 0 || filters.some((p) => f.includes(p))),
 );
 const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
 // Tests run every function under its own ServiceAccount, so infra/ (and the Knative CRDs it needs) comes first.
