@@ -47,6 +47,8 @@ const unb64 = (s: string | undefined) => (s ? Buffer.from(s, "base64").toString(
 
 export class CaStore {
   private cached?: CaMaterial;
+  /** The CA Secret version whose bundle this process has seen published. */
+  private publishedVersion?: string;
 
   constructor(
     private readonly kube: Kube,
@@ -67,7 +69,16 @@ export class CaStore {
   /** The current signing material, creating the CA if there is none yet. */
   async signingMaterial(): Promise<CaMaterial> {
     const secret = await this.readSecret();
-    return secret ? this.materialFrom(secret) : this.bootstrap();
+    return secret ? this.published(await this.materialFrom(secret)) : this.bootstrap();
+  }
+
+  /**
+   * Once per CA version and process, the bundle is checked to be published: a bootstrap or rotation cut off
+   * between its two writes leaves the Secret without a bundle, and redelivered events then find the Secret.
+   */
+  private async published(material: CaMaterial): Promise<CaMaterial> {
+    if (this.publishedVersion !== material.resourceVersion) await this.publishBundle(material);
+    return material;
   }
 
   /** The current signing material, or undefined while there is no CA: for readers that may not create one. */
@@ -122,7 +133,7 @@ export class CaStore {
       // Another replica won the race: its CA is the CA.
       const winner = await this.readSecret();
       if (!winner) throw new FunctionError("transient", "CA Secret vanished right after a create conflict");
-      return this.materialFrom(winner);
+      return this.published(await this.materialFrom(winner));
     }
   }
 
@@ -229,13 +240,17 @@ export class CaStore {
     const current = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
       this.kube.core.readNamespacedConfigMap({ namespace, name }),
     );
-    if (current?.data?.[BUNDLE_KEY] === material.bundlePem) return false;
+    if (current?.data?.[BUNDLE_KEY] === material.bundlePem) {
+      this.publishedVersion = material.resourceVersion;
+      return false;
+    }
     await apply<k8s.V1ConfigMap>(this.kube, {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
       data: { [BUNDLE_KEY]: material.bundlePem },
     });
+    this.publishedVersion = material.resourceVersion;
     this.log.info("published the CA bundle", {
       configMap: `${namespace}/${name}`,
       certificates: material.bundle.length,

@@ -117,4 +117,21 @@ describe("the CA over its whole life", () => {
     const secrets = await cluster.kc.makeApiClient(k8s.CoreV1Api).listNamespacedSecret({ namespace: caNs });
     assert.equal(secrets.items.length, 1, "one CA Secret through it all");
   });
+
+  it("a CA whose bundle never got published (cut off between the two writes) is published by the next process that loads it", async () => {
+    const ns = await createNamespace(cluster.kc, "ca-unpublished");
+    const rights = new k8s.KubeConfig();
+    rights.loadFromFile(await functionKubeconfig(cluster, "issue-serving-cert", ns));
+    const where = { namespace: ns, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" };
+    const first = new CaStore(createKube(rights), where, new ManualClock(new Date()), createLogger("error"));
+    const created = await first.signingMaterial();
+    const core = cluster.kc.makeApiClient(k8s.CoreV1Api);
+    await core.deleteNamespacedConfigMap({ namespace: ns, name: "signing-cabundle" });
+
+    const next = new CaStore(createKube(rights), where, new ManualClock(new Date()), createLogger("error"));
+    const loaded = await next.signingMaterial();
+    assert.equal(loaded.name, created.name);
+    const cm = await core.readNamespacedConfigMap({ namespace: ns, name: "signing-cabundle" });
+    assert.equal(cm.data!["ca-bundle.crt"], created.bundlePem);
+  });
 });
