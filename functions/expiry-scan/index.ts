@@ -13,6 +13,8 @@ import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
 import { Counter } from "prom-client";
 import { workMetrics } from "../../shared/runtime/work-metrics.ts";
+import { KeyPool } from "../../shared/pki/key-pool.ts";
+import { availableParallelism } from "node:os";
 import { injectAll, type FanOutResult } from "../../shared/inject/injector.ts";
 import {
   apiServiceTarget,
@@ -47,6 +49,15 @@ export default defineFunction({
       .max(64)
       .default(8)
       .describe("Services reconciled at once"),
+    SCAN_KEY_GENERATIONS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(64)
+      .default(Math.max(1, availableParallelism() - 1))
+      .describe(
+        "RSA keys generated at once while re-issuing: one core fewer than the machine has, so a rotation's other fan-out (injection) is not starved",
+      ),
   },
   // The bundle ConfigMap changes exactly when the CA does, and watching it needs no right to read Secrets.
   event: z.union([pingEvent, apiServerEvent([{ apiVersion: "v1", kind: "ConfigMap" }])]),
@@ -77,6 +88,7 @@ export default defineFunction({
         validityDays: config.SERVING_CERT_VALIDITY_DAYS,
         refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
         metrics: workMetrics(metrics),
+        keyPool: new KeyPool(0, "rsa-2048", config.SCAN_KEY_GENERATIONS),
       },
     };
   },

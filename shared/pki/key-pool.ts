@@ -11,16 +11,18 @@ export interface KeyPoolStats {
 
 export class KeyPool {
   private readonly ready: CryptoKeyPair[] = [];
+  private readonly waiting: Array<{ resolve: (k: CryptoKeyPair) => void; reject: (e: unknown) => void }> = [];
   private filling = 0;
   private closed = false;
-  /** Set when a background generation failed; the next take() tries again instead of spinning. */
+  /** Set when a background generation failed with nobody waiting; the next take() tries again. */
   private stalled = false;
   private hits = 0;
   private misses = 0;
 
   /**
-   * `size` keys are kept ready; at most `parallel` are generated at once in the background (WebCrypto runs
-   * key generation on libuv's thread pool, so the event loop stays free).
+   * `size` keys are kept ready (0: none, generate only when asked). At most `parallel` generations run at once,
+   * ahead of need or for a caller waiting: WebCrypto runs them on libuv's thread pool, so the event loop stays
+   * free, and the cap leaves the remaining cores to everything else.
    */
   constructor(
     readonly size: number,
@@ -35,17 +37,20 @@ export class KeyPool {
     return this;
   }
 
-  /** A fresh key pair, never handed out twice. */
-  async take(): Promise<CryptoKeyPair> {
-    const key = this.ready.shift();
+  /** A fresh key pair, never handed out twice: a ready one, or the next one generated. */
+  take(): Promise<CryptoKeyPair> {
+    if (this.closed) return Promise.reject(new Error("key pool closed"));
     this.stalled = false;
-    this.refill();
+    const key = this.ready.shift();
     if (key) {
       this.hits++;
-      return key;
+      this.refill();
+      return Promise.resolve(key);
     }
     this.misses++;
-    return this.generate(this.algorithm);
+    const next = new Promise<CryptoKeyPair>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.refill();
+    return next;
   }
 
   stats(): KeyPoolStats {
@@ -55,23 +60,28 @@ export class KeyPool {
   close(): void {
     this.closed = true;
     this.ready.length = 0;
+    for (const w of this.waiting.splice(0)) w.reject(new Error("key pool closed"));
   }
 
   private refill(): void {
     while (
       !this.closed &&
       !this.stalled &&
-      this.ready.length + this.filling < this.size &&
-      this.filling < this.parallel
+      this.filling < this.parallel &&
+      this.ready.length + this.filling < this.size + this.waiting.length
     ) {
       this.filling++;
       this.generate(this.algorithm)
         .then(
           (k) => {
-            if (!this.closed) this.ready.push(k);
+            const waiter = this.waiting.shift();
+            if (waiter) waiter.resolve(k);
+            else if (!this.closed) this.ready.push(k);
           },
-          () => {
-            this.stalled = true;
+          (err: unknown) => {
+            const waiter = this.waiting.shift();
+            if (waiter) waiter.reject(err);
+            else this.stalled = true;
           },
         )
         .finally(() => {

@@ -211,6 +211,25 @@ describe("KeyPool", () => {
     pool.close();
   });
 
+  it("size 0 generates only when asked, never more than `parallel` at once", async () => {
+    let running = 0;
+    let most = 0;
+    const pool = new KeyPool(0, "ecdsa-p256", 1, async (a) => {
+      most = Math.max(most, ++running);
+      try {
+        return await generateKeyPair(a);
+      } finally {
+        running--;
+      }
+    }).start();
+    assert.equal(pool.stats().ready, 0);
+    const keys = await Promise.all(Array.from({ length: 5 }, () => pool.take()));
+    assert.equal(new Set(keys).size, 5);
+    assert.equal(most, 1);
+    assert.equal(pool.stats().ready, 0);
+    pool.close();
+  });
+
   it("a failing generator stalls the background fill instead of spinning; take() still answers", async () => {
     let calls = 0;
     const pool = new KeyPool(2, "ecdsa-p256", 1, async (a) => {
