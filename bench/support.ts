@@ -1,4 +1,5 @@
 // What every benchmark shares: the machine line, percentiles, a table printer, and watching objects appear.
+import { readFileSync } from "node:fs";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import * as k8s from "@kubernetes/client-node";
 
@@ -90,5 +91,16 @@ export class Arrivals<T extends k8s.KubernetesObject> {
 
   stop(): void {
     this.abort?.();
+  }
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return 0;
   }
 }

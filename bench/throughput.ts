@@ -6,7 +6,8 @@ import { startLocalSystem } from "../test/local-system/local-system.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { generateKeyPair } from "../shared/pki/keys.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
-import { Arrivals, machine, printTable } from "./support.ts";
+import { Arrivals, cpuSeconds, machine, printTable } from "./support.ts";
+import { scrape } from "../test/support/metrics.ts";
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 60);
@@ -24,7 +25,11 @@ async function rawKeyRate(n: number): Promise<number> {
   return n / ((performance.now() - t0) / 1000);
 }
 
-const system = await startLocalSystem({ log: (l) => console.error(`[system] ${l}`) });
+// BENCH_FUNCTION_ENV='{"KEY_POOL_WORKERS":"4"}' measures a setting other than the defaults.
+const system = await startLocalSystem({
+  log: (l) => console.error(`[system] ${l}`),
+  functionEnv: JSON.parse(process.env.BENCH_FUNCTION_ENV ?? "{}") as Record<string, string>,
+});
 try {
   const core = system.kc.makeApiClient(k8s.CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NS } } });
@@ -46,15 +51,37 @@ try {
 
   const before = await rawKeyRate(KEYS);
   const names = Array.from({ length: COUNT }, (_, i) => `svc-${i}`);
+  // Where the 2 cores went during the burst, by process group.
+  const groups: Array<[string, number[]]> = [
+    [
+      "issue-serving-cert (key generation included)",
+      [system.functions.get("issue-serving-cert")!.process.pid],
+    ],
+    [
+      "other functions",
+      [...system.functions.values()].filter((f) => f.name !== "issue-serving-cert").map((f) => f.process.pid),
+    ],
+    ["kube-apiserver, etcd, controller-manager", system.plane.processes().map((p) => p.pid)],
+    ["Knative adapters", system.sources.map((s) => s.pid)],
+  ];
+  const cpu = () => groups.map(([, pids]) => pids.reduce((n, pid) => n + cpuSeconds(pid), 0));
+  const cpu0 = cpu();
+  const bench0 = process.cpuUsage();
   const t0 = performance.now();
   await mapLimit(names, 32, create);
   const arrived = await Promise.all(names.map((n) => secrets.when(`${n}-tls`, 600_000)));
   const wall = (Math.max(...arrived) - t0) / 1000;
+  const cpuUsed = cpu().map((c, i) => c - cpu0[i]!);
+  const benchCpu = process.cpuUsage(bench0);
   secrets.stop();
   await new Promise((r) => setTimeout(r, 2000));
   const after = await rawKeyRate(KEYS);
   const raw = (before + after) / 2;
   const rate = COUNT / wall;
+  const m = await scrape(system.functions.get("issue-serving-cert")!.url);
+  const sum = (prefix: string) => [...m].filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
+  const events = sum("service_ca_request_duration_seconds_count");
+  const issued = sum("service_ca_issuance_duration_seconds_count");
   printTable(
     `Throughput: ${COUNT} Services annotated at once (${machine()})`,
     ["figure", "value"],
@@ -65,6 +92,21 @@ try {
       [`raw RSA-2048 key generation, keys/s (${KEYS} keys before and after, mean)`, raw],
       ["ratio (target ≥ 0.9)", rate / raw],
       [`the same without the ${POOL} keys the pool held before the burst`, (COUNT - POOL) / wall / raw],
+      ...groups.map(([label], i): [string, number] => [`CPU s during the burst: ${label}`, cpuUsed[i]!]),
+      ["CPU s during the burst: this benchmark (creates, watch)", (benchCpu.user + benchCpu.system) / 1e6],
+      [
+        `CPU s available in the burst (${availableParallelism()} cores × wall)`,
+        availableParallelism() * wall,
+      ],
+      ["events handled by issue-serving-cert (whole run)", events],
+      [
+        "mean time per event in the handler, ms",
+        (sum("service_ca_request_duration_seconds_sum") / events) * 1000,
+      ],
+      [
+        "mean issuance (key, signature, Secret write), ms",
+        (sum("service_ca_issuance_duration_seconds_sum") / issued) * 1000,
+      ],
     ],
   );
 } finally {

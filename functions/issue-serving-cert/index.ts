@@ -12,9 +12,6 @@ import { KeyPool } from "../../shared/pki/key-pool.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { z } from "zod";
 
-// Two generations at once keep both cores of a small node busy refilling; more only queue on libuv's pool.
-const KEY_POOL_WORKERS = 2;
-
 export default defineFunction({
   name: "issue-serving-cert",
   description:
@@ -29,6 +26,13 @@ export default defineFunction({
       .max(64)
       .default(8)
       .describe("RSA keys generated ahead of need, so key generation leaves the latency path (0: none)"),
+    KEY_POOL_WORKERS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(2)
+      .describe("RSA keys generated at once by the pool (2 keeps a 2-core node's cores busy refilling)"),
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
@@ -44,7 +48,7 @@ export default defineFunction({
       refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
       keyPool:
         config.KEY_POOL_SIZE > 0
-          ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", KEY_POOL_WORKERS)
+          ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", config.KEY_POOL_WORKERS)
           : undefined,
       metrics: workMetrics(metrics),
     };
