@@ -15,6 +15,9 @@ import { waitFor } from "../support/processes.ts";
 let system: LocalSystem;
 let core: k8s.CoreV1Api;
 const cluster = () => ({ kubectl: system.plane.kubectl, kubeconfig: system.plane.kubeconfig });
+/** `kubectl -n <ns> annotate <kind> <name> <key=value>`, as a user would. */
+const annotate = (ns: string, kind: string, name: string, keyValue: string) =>
+  kubectl(cluster(), "-n", ns, "annotate", kind, name, keyValue);
 
 before(async () => {
   system = await startLocalSystem({
@@ -60,15 +63,7 @@ describe("through the real event path", () => {
 
   it("kubectl annotate svc → a TLS Secret", async () => {
     await kubectl(cluster(), "-n", "shop", "create", "service", "clusterip", "web", "--tcp=443:8443");
-    await kubectl(
-      cluster(),
-      "-n",
-      "shop",
-      "annotate",
-      "service",
-      "web",
-      "service.beta.openshift.io/serving-cert-secret-name=web-tls",
-    );
+    await annotate("shop", "service", "web", "service.beta.openshift.io/serving-cert-secret-name=web-tls");
     const secret = await waitFor(
       "the Secret",
       () => core.readNamespacedSecret({ namespace: "shop", name: "web-tls" }),
@@ -93,15 +88,7 @@ describe("through the real event path", () => {
       return [...text.matchAll(/DNS:([^,\s]+)/g)].map((m) => m[1]);
     };
     await kubectl(cluster(), "-n", "shop", "create", "service", "clusterip", "api", "--tcp=443:8443");
-    await kubectl(
-      cluster(),
-      "-n",
-      "shop",
-      "annotate",
-      "service",
-      "api",
-      "service.alauda.io/serving-cert-secret-name=api-tls",
-    );
+    await annotate("shop", "service", "api", "service.alauda.io/serving-cert-secret-name=api-tls");
     assert.deepEqual(await sans("api-tls"), [
       "api",
       "api.shop",
@@ -109,15 +96,7 @@ describe("through the real event path", () => {
       "api.shop.svc.cluster.local",
     ]);
 
-    await kubectl(
-      cluster(),
-      "-n",
-      "shop",
-      "annotate",
-      "service",
-      "web",
-      "service.beta.openshift.io/serving-cert-short-names=true",
-    );
+    await annotate("shop", "service", "web", "service.beta.openshift.io/serving-cert-short-names=true");
     const four = await waitFor(
       "web-tls re-issued with the short names",
       async () => ((await sans("web-tls")).length === 4 ? sans("web-tls") : undefined),
@@ -142,15 +121,7 @@ describe("through the real event path", () => {
 
   it("kubectl annotate cm → service-ca.crt, other keys kept", async () => {
     await kubectl(cluster(), "-n", "shop", "create", "configmap", "trust", "--from-literal=app.conf=keep");
-    await kubectl(
-      cluster(),
-      "-n",
-      "shop",
-      "annotate",
-      "configmap",
-      "trust",
-      "service.beta.openshift.io/inject-cabundle=true",
-    );
+    await annotate("shop", "configmap", "trust", "service.beta.openshift.io/inject-cabundle=true");
     const bundle = (await core.readNamespacedConfigMap({ namespace: "service-ca", name: "signing-cabundle" }))
       .data!["ca-bundle.crt"];
     const cm = await waitFor(
