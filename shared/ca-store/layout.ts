@@ -62,3 +62,8 @@ export const ROTATED_AT_ANNOTATION = "service-ca-functions.dev/rotated-at";
 
 export const BUNDLE_KEY = "ca-bundle.crt";
 export const MANAGED_BY_LABEL = { "app.kubernetes.io/managed-by": "service-ca-functions" };
+/**
+ * The CA Secret is ours but no serving certificate: its own label lets the serving-secrets event source leave it
+ * out (`notin`), so a CA write does not reach issue-serving-cert as if it were a serving Secret.
+ */
+export const CA_SECRET_LABELS = { ...MANAGED_BY_LABEL, "app.kubernetes.io/component": "signing-ca" };

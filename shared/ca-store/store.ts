@@ -21,6 +21,7 @@ import type { Logger } from "../runtime/logger.ts";
 import {
   BUNDLE_KEY,
   caKeys,
+  CA_SECRET_LABELS,
   MANAGED_BY_LABEL,
   ROTATED_AT_ANNOTATION,
   ROTATION_REASON_ANNOTATION,
@@ -99,7 +100,7 @@ export class CaStore {
     const ca = await createAuthority({ now });
     const { namespace, secretName: name } = this.where;
     const body: k8s.V1Secret = {
-      metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
+      metadata: { name, namespace, labels: { ...CA_SECRET_LABELS } },
       type: "kubernetes.io/tls",
       data: {
         [caKeys.cert]: b64(ca.certPem),
@@ -208,6 +209,7 @@ export class CaStore {
       ...secret,
       metadata: {
         ...secret.metadata,
+        labels: { ...(secret.metadata?.labels ?? {}), ...CA_SECRET_LABELS },
         annotations: {
           ...(secret.metadata?.annotations ?? {}),
           [ROTATION_REASON_ANNOTATION]: reason,

@@ -11,6 +11,7 @@ import { startFunction } from "../support/function-hosts.ts";
 import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../support/processes.ts";
+import { scrape } from "../support/metrics.ts";
 
 let system: LocalSystem;
 let core: k8s.CoreV1Api;
@@ -163,6 +164,31 @@ describe("through the real event path", () => {
       { timeoutMs: 15_000, intervalMs: 50 },
     );
     assert.equal(vwc.webhooks!.length, 2);
+  });
+
+  it("a change to the CA's own Secret never reaches issue-serving-cert; a serving Secret's does", async () => {
+    const url = system.functions.get("issue-serving-cert")!.url;
+    const refused = async () =>
+      [...(await scrape(url))]
+        .filter(([k]) => k.startsWith("service_ca_requests_total{") && k.includes('status="403"'))
+        .reduce((n, [, v]) => n + v, 0);
+    const before = await refused();
+    const old = await core.readNamespacedSecret({ namespace: "shop", name: "web-tls" });
+    // One source delivers both, in order: once the deleted serving Secret is back, the CA Secret's event (had
+    // the source sent it) has been handled too.
+    await annotate("service-ca", "secret", "signing-key", "example.com/touched=1");
+    await kubectl(cluster(), "-n", "shop", "delete", "secret", "web-tls");
+    await waitFor(
+      "web-tls re-created",
+      async () => {
+        const s = await core
+          .readNamespacedSecret({ namespace: "shop", name: "web-tls" })
+          .catch(() => undefined);
+        return s && s.metadata!.uid !== old.metadata!.uid ? s : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 50 },
+    );
+    assert.equal(await refused(), before, "no event about the CA Secret reached issue-serving-cert");
   });
 
   it("a PingSource tick drives expiry-scan", async () => {

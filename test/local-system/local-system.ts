@@ -182,10 +182,29 @@ export interface ApiServerSource {
     resources: Array<{
       apiVersion: string;
       kind: string;
-      selector?: { matchLabels?: Record<string, string> };
+      selector?: {
+        matchLabels?: Record<string, string>;
+        matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
+      };
     }>;
     sink: { ref: { name: string } };
   };
+}
+
+/** A LabelSelector as the string form Knative's reconciler hands the adapter (metav1.LabelSelectorAsSelector). */
+function labelSelectorString(
+  sel: NonNullable<ApiServerSource["spec"]["resources"][number]["selector"]>,
+): string {
+  const labels = Object.entries(sel.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  const expressions = (sel.matchExpressions ?? []).map(({ key, operator, values = [] }) => {
+    const list = `(${[...values].sort().join(",")})`;
+    if (operator === "In") return `${key} in ${list}`;
+    if (operator === "NotIn") return `${key} notin ${list}`;
+    if (operator === "Exists") return key;
+    if (operator === "DoesNotExist") return `!${key}`;
+    throw new Error(`unknown label selector operator ${operator}`);
+  });
+  return [...labels, ...expressions].sort().join(",");
 }
 
 /** The environment Knative's ApiServerSource reconciler gives the receive adapter's Deployment. */
@@ -201,9 +220,7 @@ export function adapterEnv(
     allNamespaces: all,
     resources: src.spec.resources.map((r) => {
       const [group, version] = r.apiVersion.includes("/") ? r.apiVersion.split("/") : ["", r.apiVersion];
-      const selector = Object.entries(r.selector?.matchLabels ?? {})
-        .map(([k, v]) => `${k}=${v}`)
-        .join(",");
+      const selector = labelSelectorString(r.selector ?? {});
       return {
         gvr: { Group: group, Version: version, Resource: r.kind.toLowerCase() + "s" },
         ...(selector ? { selector } : {}),
