@@ -359,6 +359,16 @@ describe("infra/ as deployed", () => {
         true,
       ],
       ["source-csrs", "get", "", "secrets", "service-ca", "signing-key", false],
+      // distribute-ca writes its copies and nothing of the CA but the bundle it reads.
+      ["distribute-ca", "patch", "", "configmaps", "shop", "service-ca-bundle", true],
+      ["distribute-ca", "patch", "", "secrets", "shop", "service-root-ca", true],
+      ["distribute-ca", "get", "", "secrets", "shop", "web-tls", false],
+      ["distribute-ca", "get", "", "secrets", "service-ca", "signing-key", false],
+      ["distribute-ca", "watch", "", "secrets", undefined, undefined, false],
+      ["source-namespaces", "watch", "", "namespaces", undefined, undefined, true],
+      ["source-namespaces", "get", "", "secrets", "service-ca", "signing-key", false],
+      ["source-ca-copies", "watch", "", "configmaps", undefined, undefined, true],
+      ["source-ca-copies", "get", "", "secrets", "service-ca", "signing-key", false],
       // Event sources read only what they watch.
       ["source-services", "watch", "", "services", undefined, undefined, true],
       ["source-services", "get", "", "secrets", "shop", "web-tls", false],
