@@ -5,7 +5,7 @@ import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../test/local-system/local-system.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
-import { isIssuedBy, leafIssuedBy, parseCertificates, readLeaf } from "../shared/pki/index.ts";
+import { leafIssuedBy, parseCertificates, readLeaf } from "../shared/pki/index.ts";
 import { auditMark, auditSince, type AuditEvent } from "../test/support/audit.ts";
 import { rotatorRules, tokenWithRules } from "../test/support/tokens.ts";
 import { machine, printTable } from "./support.ts";
@@ -62,8 +62,8 @@ try {
     const secrets = await core.listNamespacedSecret({ namespace: NS });
     let reissued = 0;
     for (const s of secrets.items) {
-      const leaf = parseCertificates(Buffer.from(s.data?.["tls.crt"] ?? "", "base64").toString())[0];
-      if (leaf && (await isIssuedBy(leaf, ca))) reissued++;
+      const leaf = readLeaf(Buffer.from(s.data?.["tls.crt"] ?? "", "base64").toString());
+      if (leaf && leafIssuedBy(leaf, ca)) reissued++;
     }
     return { current, reissued };
   };

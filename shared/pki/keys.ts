@@ -1,5 +1,5 @@
 // Key generation and PEM encoding on Node's WebCrypto (key generation runs off the main thread there).
-import { createPrivateKey, createPublicKey, webcrypto } from "node:crypto";
+import { createPrivateKey, webcrypto } from "node:crypto";
 import { x509 } from "./x509.ts";
 export const subtle = webcrypto.subtle as unknown as SubtleCrypto;
 
@@ -27,11 +27,6 @@ export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
     key.asymmetricKeyType === "rsa" ? rsaSigning : key.asymmetricKeyType === "ec" ? ecdsaKeyGen : null;
   if (!algorithm) throw new Error(`unsupported private key type ${key.asymmetricKeyType}`);
   return subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
-}
-
-/** The DER SubjectPublicKeyInfo of a private key's public half, for comparing with a certificate. */
-export function publicKeyDerOfPrivatePem(pem: string): Buffer {
-  return createPublicKey(createPrivateKey(pem)).export({ type: "spki", format: "der" });
 }
 
 export function randomSerial(): string {

@@ -41,14 +41,6 @@ export async function reissueReason(
   return undefined;
 }
 
-export function keyAlgorithmOf(cert: x509.X509Certificate): KeyAlgorithm | "other" {
-  const alg = cert.publicKey.algorithm as { name?: string; namedCurve?: string };
-  if (alg.name === "RSASSA-PKCS1-v1_5" || alg.name === "RSA-PSS" || alg.name === "RSA-OAEP")
-    return "rsa-2048";
-  if (alg.name === "ECDSA" && alg.namedCurve === "P-256") return "ecdsa-p256";
-  return "other";
-}
-
 /** Data keys in our Secret that are not ours; they are stripped without re-issuing. */
 export const extraKeys = (secret: SecretView) =>
   Object.keys(secret.data).filter((k) => !(TLS_KEYS as readonly string[]).includes(k));

@@ -32,7 +32,7 @@ import {
   rotationDue,
   servingHostnames,
   signServingCertificate,
-  tryParseLeaf,
+  readLeaf,
 } from "../../shared/pki/index.ts";
 import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
 
@@ -126,7 +126,7 @@ describe("A. five years on a manual clock", () => {
         material.chainPem;
       // The grace window: while both the previous CA and the leaf the server still holds are valid. (A leaf lives
       // 730 days, less than a CA; on a cluster it is renewed at two thirds of its life, long before.)
-      const oldLeafNotAfter = tryParseLeaf(oldChain)!.notAfter;
+      const oldLeafNotAfter = readLeaf(oldChain)!.notAfter;
       const overlapEnd = new Date(Math.min(old.signer.cert.notAfter.getTime(), oldLeafNotAfter.getTime()));
       const window = overlapEnd.getTime() - at.getTime();
       const serverReload = new Date(

@@ -13,8 +13,6 @@ import {
   encodeBundle,
   generateKeyPair,
   importPrivateKeyPem,
-  isIssuedBy,
-  keyMatchesCertificate,
   KeyPool,
   leafIssuedBy,
   leafKeyMatches,
@@ -24,7 +22,7 @@ import {
   trustedAt,
   type Signer,
 } from "../../shared/pki/index.ts";
-import { keyAlgorithmOf, reissueReason } from "../../shared/serving-cert/decide.ts";
+import { reissueReason } from "../../shared/serving-cert/decide.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 
 const t0 = new Date("2026-01-01T00:00:00Z");
@@ -77,9 +75,10 @@ describe("serving certificate", () => {
       ca.cert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
     );
     assert.equal(leaf.cert.notAfter.getTime(), t0.getTime() + 730 * DAY_MS);
-    assert.equal(keyAlgorithmOf(leaf.cert), "rsa-2048");
-    assert.ok(keyMatchesCertificate(leaf.keyPem, leaf.cert));
-    assert.ok(await isIssuedBy(leaf.cert, ca.cert));
+    const served = readLeaf(leaf.certPem)!;
+    assert.equal(served.keyAlgorithm, "rsa-2048");
+    assert.ok(leafKeyMatches(leaf.keyPem, served));
+    assert.ok(leafIssuedBy(served, ca.cert));
   });
 
   it("adds wildcards for headless Services, CN then being the wildcard", async () => {
@@ -101,9 +100,9 @@ describe("serving certificate", () => {
       now: t0,
       keyAlgorithm: "ecdsa-p256",
     });
-    assert.equal(keyAlgorithmOf(leaf.cert), "ecdsa-p256");
+    assert.equal(readLeaf(leaf.certPem)!.keyAlgorithm, "ecdsa-p256");
     assert.equal(leaf.cert.signatureAlgorithm.name, "RSASSA-PKCS1-v1_5");
-    assert.ok(await isIssuedBy(leaf.cert, ca.cert));
+    assert.ok(leafIssuedBy(readLeaf(leaf.certPem)!, ca.cert));
   });
 
   it("never outlives its CA", async () => {
@@ -115,9 +114,10 @@ describe("serving certificate", () => {
   it("is not issued by another CA, and a different key does not match it", async () => {
     const other = await createAuthority({ now: t0 });
     const leaf = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: t0 });
-    assert.equal(await isIssuedBy(leaf.cert, other.cert), false);
-    assert.equal(keyMatchesCertificate(other.keyPem, leaf.cert), false);
-    assert.equal(keyMatchesCertificate("not a key", leaf.cert), false);
+    const served = readLeaf(leaf.certPem)!;
+    assert.equal(leafIssuedBy(served, other.cert), false);
+    assert.equal(leafKeyMatches(other.keyPem, served), false);
+    assert.equal(leafKeyMatches("not a key", served), false);
   });
 });
 
