@@ -66,7 +66,6 @@ export default defineFunction({
     return {
       where,
       concurrency: config.SCAN_CONCURRENCY,
-      setExpiry: caExpiryGauge(metrics),
       minRemainingDays: config.CA_ROTATE_MIN_REMAINING_DAYS,
       reinjected: new Counter({
         name: "service_ca_scan_reinjected_total",
@@ -82,7 +81,7 @@ export default defineFunction({
       }),
       deps: {
         kube: kube(),
-        ca: new CaStore(kube(), where, clock, log),
+        ca: new CaStore(kube(), where, clock, log, caExpiryGauge(metrics)),
         clock,
         log,
         validityDays: config.SERVING_CERT_VALIDITY_DAYS,
@@ -110,14 +109,12 @@ export default defineFunction({
           where: state.where,
           component: COMPONENT,
           now: deps.clock.now(),
-          setExpiry: state.setExpiry,
         },
         `automatic (expiry-scan): fewer than ${state.minRemainingDays} days left`,
         "overlap",
       );
       material = await deps.ca.signingMaterial();
     }
-    state.setExpiry(material);
     const bundleRepublished = await deps.ca.publishBundle(material);
     const scan = await scanServices(deps, state.concurrency);
     for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);

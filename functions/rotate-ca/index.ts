@@ -35,14 +35,12 @@ export default defineFunction({
     return {
       kube: kube(),
       where,
-      store: new CaStore(kube(), where, clock, log),
+      store: new CaStore(kube(), where, clock, log, caExpiryGauge(metrics)),
       minRemainingDays: config.CA_ROTATE_MIN_REMAINING_DAYS,
-      setExpiry: caExpiryGauge(metrics),
     };
   },
   async handle(_event, { state, log, clock }) {
     const material = await state.store.signingMaterial();
-    state.setExpiry(material);
     if (!rotationDue(material.signer.cert, clock.now(), state.minRemainingDays)) {
       return { outcome: "not-due", ca: material.name, notAfter: material.signer.cert.notAfter.toISOString() };
     }
@@ -81,9 +79,7 @@ export default defineFunction({
           namespace: state.where.namespace,
           name: state.where.secretName,
         });
-        const m = await state.store.signingMaterial();
-        state.setExpiry(m);
-        return caStatus(m);
+        return caStatus(await state.store.signingMaterial());
       },
     },
   ],

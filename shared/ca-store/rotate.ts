@@ -12,7 +12,6 @@ export interface RotationDeps {
   log: Logger;
   component: string;
   now: Date;
-  setExpiry: (m: CaMaterial) => void;
 }
 
 const describeCa = (m: CaMaterial) => ({ ca: m.name, notAfter: m.signer.cert.notAfter.toISOString() });
@@ -27,7 +26,6 @@ export async function rotateAndAnnounce(deps: RotationDeps, reason: string, mode
     deps.log.info("the CA changed concurrently; not rotating again", { ca: current.name });
     return { outcome: "rotated-concurrently", mode, old: describeCa(before), new: describeCa(current) };
   }
-  deps.setExpiry(rotated.material);
   // The bundle change is the fan-out: expiry-scan re-issues every serving certificate, the injectors re-inject.
   await deps.store.publishBundle(rotated.material);
   await announceRotation(deps, rotated, reason, mode);
