@@ -2,6 +2,7 @@
 import * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
 import { apply, readOptional, write } from "../kube/objects.ts";
+import { forEachPage } from "../kube/pages.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -112,9 +113,9 @@ export async function injectAll(
   bundlePem: string,
 ): Promise<FanOutResult> {
   const result: FanOutResult = { examined: 0, injected: 0, current: 0, failed: 0 };
-  let cont: string | undefined;
-  do {
-    const page = await readOptional(`list ${target.kind}`, () =>
+  // A kind that is not served (no aggregator, say) reads as an empty list.
+  const page = async (cont?: string) =>
+    (await readOptional(`list ${target.kind}`, () =>
       deps.kube.objects.list<AnyObject>(
         target.apiVersion,
         target.kind,
@@ -127,9 +128,9 @@ export async function injectAll(
         500,
         cont,
       ),
-    );
-    if (!page) break;
-    const annotated = page.items.filter((o) =>
+    )) ?? { items: [] };
+  await forEachPage(target.kind, page, async (items) => {
+    const annotated = items.filter((o) =>
       wantsInjection(o.metadata?.annotations, target.readsAlphaAnnotation),
     );
     result.examined += annotated.length;
@@ -154,7 +155,6 @@ export async function injectAll(
       else if (o === "current") result.current++;
       else if (o === "failed") result.failed++;
     }
-    cont = page.metadata?._continue || undefined;
-  } while (cont);
+  });
   return result;
 }
