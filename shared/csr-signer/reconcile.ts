@@ -1,5 +1,6 @@
 // One CertificateSigningRequest of our signer, moved on by one step: auto-approved or denied (when enabled),
 // then signed or failed. The CSR is always re-read: an event only says where to look.
+import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
 import { classifyKubeError, type Kube } from "../kube/client.ts";
 import { readOptional, write } from "../kube/objects.ts";
@@ -7,7 +8,7 @@ import type { CaStore } from "../ca-store/store.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { WorkMetrics } from "../runtime/work-metrics.ts";
-import { FunctionError, transient } from "../runtime/errors.ts";
+import { transient } from "../runtime/errors.ts";
 import { csrLifetimeSeconds, judgeServingRequest, signServingRequest } from "../pki/csr.ts";
 import { csrCondition, csrState, serviceAccountOf, serviceNamed, SIGNER_NAME } from "./policy.ts";
 
@@ -45,13 +46,7 @@ type Csr = k8s.V1CertificateSigningRequest;
 export async function reconcileCsr(deps: CsrSignerDeps, name: string): Promise<CsrResult> {
   // Writes are conditional on the resourceVersion read; whoever lost a race (another replica, or the event our own
   // approval caused) re-reads and usually finds the work done.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await reconcileOnce(deps, name);
-    } catch (err) {
-      if (!(err instanceof FunctionError && err.kind === "conflict") || attempt >= 3) throw err;
-    }
-  }
+  return retryOnConflict(3, () => reconcileOnce(deps, name));
 }
 
 async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResult> {

@@ -1,5 +1,6 @@
 // Applies distribution decisions against the API server: one namespace when an event names it, every namespace in
 // a sweep (a ping, a rotation, a configuration change), from label-selected list pages rather than a GET each.
+import { isWriteConflict, retryOnConflict } from "../kube/conflicts.ts";
 import { listAll } from "../kube/pages.ts";
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
@@ -10,7 +11,7 @@ import type { CaLocation } from "../ca-store/layout.ts";
 import { readPublishedBundle } from "../inject/bundle-source.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import type { Clock } from "../runtime/clock.ts";
-import { FunctionError, malformed } from "../runtime/errors.ts";
+import { malformed } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/logger.ts";
 import {
   COPY_SECRET_NAME,
@@ -115,18 +116,13 @@ export async function distributeToNamespace(
   deps: DistributionDeps,
   namespace: string,
 ): Promise<{ outcome: string; tally: Tally }> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await distributeOnce(deps, namespace);
-    } catch (err) {
-      // Two events about one namespace can race (its own and its copy's): re-read and decide again.
-      if (!isConflict(err) || attempt >= CONFLICT_ATTEMPTS) throw err;
-      deps.log.debug("conflict; deciding again from a fresh read", { namespace, attempt });
-    }
-  }
+  // Two events about one namespace can race (its own and its copy's): re-read and decide again.
+  return retryOnConflict(
+    CONFLICT_ATTEMPTS,
+    () => distributeOnce(deps, namespace),
+    (attempt) => deps.log.debug("conflict; deciding again from a fresh read", { namespace, attempt }),
+  );
 }
-
-const isConflict = (err: unknown) => err instanceof FunctionError && err.kind === "conflict";
 
 async function distributeOnce(
   deps: DistributionDeps,
@@ -231,7 +227,7 @@ export async function distributeEverywhere(deps: DistributionDeps): Promise<Swee
     } catch (err) {
       try {
         // The lists were a snapshot; a namespace that moved on since is decided again from fresh reads.
-        if (!isConflict(err)) throw err;
+        if (!isWriteConflict(err)) throw err;
         merge((await distributeToNamespace(deps, ns.name)).tally);
       } catch (again) {
         tally.failed++;

@@ -1,4 +1,5 @@
 // Brings one Service's serving-certificate Secret to the state it should have, writing only what differs.
+import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
 import { servingHostnames, shortHostnames, signServingCertificate, type KeyAlgorithm } from "../pki/index.ts";
 import { isConflict, type Kube } from "../kube/client.ts";
@@ -65,14 +66,11 @@ export async function reconcileService(
   opts: ReconcileOptions = {},
 ): Promise<ReconcileResult> {
   // A lost create/update race means another replica wrote first: re-read and judge again.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await reconcileOnce(deps, namespace, name, opts);
-    } catch (err) {
-      if (!(err instanceof FunctionError && err.kind === "conflict") || attempt >= 3) throw err;
-      deps.log.debug("write conflict; re-reading", { service: `${namespace}/${name}`, attempt });
-    }
-  }
+  return retryOnConflict(
+    4,
+    () => reconcileOnce(deps, namespace, name, opts),
+    (attempt) => deps.log.debug("write conflict; re-reading", { service: `${namespace}/${name}`, attempt }),
+  );
 }
 
 export type Verdict =
