@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { openssl } from "../support/tls.ts";
+import { opensslVerifies } from "../support/tls.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
@@ -31,23 +31,9 @@ before(async () => {
 });
 
 const day = (n: number, t0: Date) => new Date(t0.getTime() + n * DAY_MS);
-const unix = (d: Date) => String(Math.floor(d.getTime() / 1000));
 
-async function verifiesAt(at: Date, bundlePem: string, chainPem: string): Promise<boolean> {
-  const [leaf, ...rest] =
-    chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
-  const files: Record<string, string> = { "ca.pem": bundlePem, "leaf.pem": leaf! };
-  const args = ["verify", "-attime", unix(at), "-CAfile", "ca.pem"];
-  if (rest.length) {
-    files["chain.pem"] = rest.join("");
-    args.push("-untrusted", "chain.pem");
-  }
-  try {
-    return /leaf.pem: OK/.test(await openssl([...args, "leaf.pem"], files));
-  } catch {
-    return false;
-  }
-}
+const verifiesAt = (at: Date, bundlePem: string, chainPem: string) =>
+  opensslVerifies(bundlePem, chainPem, at);
 
 describe("the CA over its whole life", () => {
   it("bootstraps once, rotates at 395 days left with an overlap, drops the old CA at its expiry", async () => {

@@ -38,3 +38,28 @@ export async function openssl(args: string[], files: Record<string, string> = {}
   const { stdout, stderr } = await run("openssl", args, { cwd: dir });
   return stdout + stderr;
 }
+
+/**
+ * `openssl verify` of a served chain (leaf first, then any intermediates, which are given as untrusted) against
+ * `bundlePem`, at `at` when given.
+ */
+export async function opensslVerifies(bundlePem: string, chainPem: string, at?: Date): Promise<boolean> {
+  const [leaf, ...rest] =
+    chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+  const files: Record<string, string> = { "ca.pem": bundlePem, "leaf.pem": leaf ?? "" };
+  const args = [
+    "verify",
+    ...(at ? ["-attime", String(Math.floor(at.getTime() / 1000))] : []),
+    "-CAfile",
+    "ca.pem",
+  ];
+  if (rest.length) {
+    files["chain.pem"] = rest.join("");
+    args.push("-untrusted", "chain.pem");
+  }
+  try {
+    return /leaf.pem: OK/.test(await openssl([...args, "leaf.pem"], files));
+  } catch {
+    return false;
+  }
+}
