@@ -50,6 +50,10 @@ export class CaStore {
   private cached?: CaMaterial;
   /** The CA Secret version whose bundle this process has seen published. */
   private publishedVersion?: string;
+  // Handlers of one process that find no CA, or an unchecked bundle, at the same moment share one bootstrap (one
+  // key generated, one create) and one publication, rather than one each.
+  private bootstrapping?: Promise<CaMaterial>;
+  private publishing?: { version: string; done: Promise<boolean> };
 
   constructor(
     private readonly kube: Kube,
@@ -70,7 +74,14 @@ export class CaStore {
   /** The current signing material, creating the CA if there is none yet. */
   async signingMaterial(): Promise<CaMaterial> {
     const secret = await this.readSecret();
-    return secret ? this.published(await this.materialFrom(secret)) : this.bootstrap();
+    return secret ? this.published(await this.materialFrom(secret)) : this.sharedBootstrap();
+  }
+
+  private sharedBootstrap(): Promise<CaMaterial> {
+    this.bootstrapping ??= this.bootstrap().finally(() => {
+      this.bootstrapping = undefined;
+    });
+    return this.bootstrapping;
   }
 
   /**
@@ -78,7 +89,15 @@ export class CaStore {
    * between its two writes leaves the Secret without a bundle, and redelivered events then find the Secret.
    */
   private async published(material: CaMaterial): Promise<CaMaterial> {
-    if (this.publishedVersion !== material.resourceVersion) await this.publishBundle(material);
+    const version = material.resourceVersion;
+    if (this.publishedVersion === version) return material;
+    if (this.publishing?.version !== version) {
+      const done = this.publishBundle(material).finally(() => {
+        if (this.publishing?.done === done) this.publishing = undefined;
+      });
+      this.publishing = { version, done };
+    }
+    await this.publishing.done;
     return material;
   }
 
@@ -184,7 +203,7 @@ export class CaStore {
   ): Promise<{ material: CaMaterial; previous: x509.X509Certificate } | undefined> {
     const secret = await this.readSecret();
     if (!secret) {
-      await this.bootstrap();
+      await this.sharedBootstrap();
       return undefined;
     }
     const old = await this.materialFrom(secret);

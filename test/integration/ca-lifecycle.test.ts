@@ -7,6 +7,7 @@ import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { opensslVerifies } from "../support/tls.ts";
+import { auditMark, auditSince, describeWrite, tokenIdentity, writesBy } from "../support/audit.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
@@ -119,5 +120,26 @@ describe("the CA over its whole life", () => {
     assert.equal(loaded.name, created.name);
     const cm = await core.readNamespacedConfigMap({ namespace: ns, name: "signing-cabundle" });
     assert.equal(cm.data!["ca-bundle.crt"], created.bundlePem);
+  });
+
+  it("50 handlers of one process that find no CA at once share one bootstrap: one create, one publication", async () => {
+    const ns = await createNamespace(cluster.kc, "ca-burst");
+    const kubeconfig = await functionKubeconfig(cluster, "issue-serving-cert", ns);
+    const rights = new k8s.KubeConfig();
+    rights.loadFromFile(kubeconfig);
+    const where = { namespace: ns, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" };
+    const store = new CaStore(createKube(rights), where, new ManualClock(new Date()), createLogger("error"));
+    const mark = await auditMark(cluster);
+
+    const all = await Promise.all(Array.from({ length: 50 }, () => store.signingMaterial()));
+    assert.equal(new Set(all.map((m) => m.name)).size, 1);
+
+    const writes = writesBy(await auditSince(cluster, mark), await tokenIdentity(kubeconfig))
+      .filter((e) => e.objectRef?.namespace === ns && e.objectRef?.resource !== "events")
+      .map(describeWrite);
+    assert.deepEqual(writes.sort(), [
+      `create secrets ${ns}/signing-key → 201`,
+      `patch configmaps ${ns}/signing-cabundle → 201`,
+    ]);
   });
 });
