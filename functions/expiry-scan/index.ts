@@ -23,6 +23,7 @@ import {
   mutatingWebhookTarget,
   validatingWebhookTarget,
 } from "../../shared/inject/targets.ts";
+import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
 
 const COMPONENT = "service-ca-functions/expiry-scan";
 const allTargets = [
@@ -32,7 +33,6 @@ const allTargets = [
   mutatingWebhookTarget,
   validatingWebhookTarget,
 ];
-import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
 
 export default defineFunction({
   name: "expiry-scan",
