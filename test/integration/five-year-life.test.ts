@@ -19,8 +19,9 @@ import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../support/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
-import { spawnTied, waitFor, type Tied } from "../support/processes.ts";
-import { opensslVerifies } from "../support/tls.ts";
+import { waitFor, type Tied } from "../support/processes.ts";
+import { startTlsBackend } from "../support/tls-backend.ts";
+import { opensslVerifies, overlapPairs } from "../support/tls.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { CaStore, type CaMaterial } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
@@ -137,18 +138,13 @@ describe("A. five years on a manual clock", () => {
       const inside = new Date(
         at.getTime() + randomInt(1, Math.max(2, Math.floor(window / 60_000))) * 60_000 * 0.9,
       );
-      for (const [cn, chain] of [
-        ["old", oldChain],
-        ["new", newChain],
-      ] as const) {
-        for (const [bn, bundle] of [
-          ["old", oldBundle],
-          ["new", material.bundlePem],
-        ] as const) {
-          checks++;
-          if (!(await verifies(bundle, chain, inside)))
-            failures.push(`${inside.toISOString()}: ${cn} cert / ${bn} bundle`);
-        }
+      for (const p of overlapPairs(
+        { old: oldChain, new: newChain },
+        { old: oldBundle, new: material.bundlePem },
+      )) {
+        checks++;
+        if (!(await verifies(p.bundlePem, p.certificate, inside)))
+          failures.push(`${inside.toISOString()}: ${p.cert} cert / ${p.bundle} bundle`);
       }
       leafPem = chainParts(newChain).leaf;
     }
@@ -314,22 +310,7 @@ describe("B. every rotation with real peers at real time", () => {
       200,
     );
     await serverReload();
-    backend = spawnTied(
-      "tls-backend",
-      host.exec[0]!,
-      [
-        ...host.exec.slice(1),
-        process.execPath,
-        "--import",
-        "tsx",
-        join(import.meta.dirname, "../fixtures/tls-backend.ts"),
-        host.address,
-        "8443",
-        join(dir, "tls.crt"),
-        join(dir, "tls.key"),
-      ],
-      { logFile: join(dir, "backend.log") },
-    );
+    backend = startTlsBackend(host, dir);
 
     const admin = await tokenWithRules(cluster.kc, CA_NS, "life-admin", rotatorRules());
 
@@ -390,18 +371,9 @@ describe("B. every rotation with real peers at real time", () => {
       const newChain = pem(await secret(), "tls.crt");
       const newBundle = clientBundle;
       assert.notEqual(newChain, oldChain);
-      for (const [cn, chain] of [
-        ["old", oldChain],
-        ["new", newChain],
-      ] as const) {
-        for (const [bn, bundle] of [
-          ["old", oldBundle],
-          ["new", newBundle],
-        ] as const) {
-          if (!(await verifies(bundle, chain)))
-            failures.push(`period ${i + 1}: openssl: ${cn} certificate / ${bn} bundle`);
-        }
-      }
+      for (const p of overlapPairs({ old: oldChain, new: newChain }, { old: oldBundle, new: newBundle }))
+        if (!(await verifies(p.bundlePem, p.certificate)))
+          failures.push(`period ${i + 1}: openssl: ${p.cert} certificate / ${p.bundle} bundle`);
       timeline.push(
         `period ${i + 1}: ${period.kind} rotation of a CA ${period.age} days old (${commonName(old.signer.cert)}, ${Math.round((old.signer.cert.notAfter.getTime() - Date.now()) / DAY_MS)} days left) → ${(res.json.new as { ca: string }).ca}; then ${order.join(", ")}`,
       );

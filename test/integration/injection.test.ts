@@ -13,7 +13,8 @@ import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
-import { spawnTied, waitFor, type Tied } from "../support/processes.ts";
+import { waitFor, type Tied } from "../support/processes.ts";
+import { startTlsBackend } from "../support/tls-backend.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { createAuthority } from "../../shared/pki/index.ts";
@@ -86,22 +87,7 @@ before(async () => {
   const dir = await mkdtemp(join(tmpdir(), "backend-"));
   await writeFile(join(dir, "tls.crt"), Buffer.from(secret.data!["tls.crt"]!, "base64"));
   await writeFile(join(dir, "tls.key"), Buffer.from(secret.data!["tls.key"]!, "base64"));
-  backend = spawnTied(
-    "tls-backend",
-    testHost.exec[0]!,
-    [
-      ...testHost.exec.slice(1),
-      process.execPath,
-      "--import",
-      "tsx",
-      join(import.meta.dirname, "../fixtures/tls-backend.ts"),
-      testHost.address,
-      "8443",
-      join(dir, "tls.crt"),
-      join(dir, "tls.key"),
-    ],
-    { logFile: join(dir, "backend.log") },
-  );
+  backend = startTlsBackend(testHost, dir);
   await waitFor(
     "the backend on the test host",
     () => reachable(`https://${testHost.address}:8443/apis/${GROUP}/v1alpha1`),

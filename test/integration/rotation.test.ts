@@ -8,7 +8,7 @@ import { startFunction, type RunningFunction } from "../support/function-hosts.t
 import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../support/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
-import { handshake, openssl } from "../support/tls.ts";
+import { handshake, openssl, overlapPairs } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { decodeBundle } from "../../shared/pki/index.ts";
@@ -118,19 +118,12 @@ describe("rotate-ca", () => {
     assert.notEqual(signedBy, svc.metadata?.annotations?.[annotations.signedBy]);
 
     const servername = `api.${ns}.svc`;
-    for (const [leafName, s] of [
-      ["old", oldSecret],
-      ["new", newSecret],
-    ] as const) {
-      for (const [bundleName, ca] of [
-        ["old", oldBundle],
-        ["new", newBundle],
-      ] as const) {
-        await assert.doesNotReject(
-          handshake({ cert: decode(s, "tls.crt"), key: decode(s, "tls.key"), ca, servername }),
-          `${leafName} certificate with the ${bundleName} bundle`,
-        );
-      }
+    for (const p of overlapPairs({ old: oldSecret, new: newSecret }, { old: oldBundle, new: newBundle })) {
+      const s = p.certificate;
+      await assert.doesNotReject(
+        handshake({ cert: decode(s, "tls.crt"), key: decode(s, "tls.key"), ca: p.bundlePem, servername }),
+        `${p.cert} certificate with the ${p.bundle} bundle`,
+      );
     }
     // openssl agrees: the new leaf verifies against the old bundle through the served intermediate.
     const [leaf, bridge] = decodeBundle(decode(newSecret, "tls.crt"));

@@ -63,3 +63,20 @@ export async function opensslVerifies(bundlePem: string, chainPem: string, at?: 
     return false;
   }
 }
+
+export type Age = "old" | "new";
+
+/** The four old/new certificate × old/new bundle pairs a CA overlap must all pass, each with its names. */
+export function overlapPairs<C>(
+  certificates: Record<Age, C>,
+  bundles: Record<Age, string>,
+): Array<{ cert: Age; bundle: Age; certificate: C; bundlePem: string }> {
+  return (["old", "new"] as const).flatMap((cert) =>
+    (["old", "new"] as const).map((bundle) => ({
+      cert,
+      bundle,
+      certificate: certificates[cert],
+      bundlePem: bundles[bundle],
+    })),
+  );
+}
