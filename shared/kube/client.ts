@@ -1,4 +1,5 @@
 // The one place that talks to the API server: client construction and error classification.
+import * as https from "node:https";
 import * as k8s from "@kubernetes/client-node";
 import { FunctionError } from "../runtime/errors.ts";
 
@@ -21,10 +22,45 @@ export interface Kube {
 }
 
 export function createKube(config: k8s.KubeConfig): Kube {
+  reuseConnections(config);
   return {
     config,
     core: config.makeApiClient(k8s.CoreV1Api),
     objects: k8s.KubernetesObjectApi.makeApiClient(config),
+  };
+}
+
+const reusing = new WeakSet<k8s.KubeConfig>();
+
+/**
+ * client-node (1.x) builds a new https.Agent for every request, so every API call paid a TCP connect and a full TLS
+ * handshake (in a rotation's fan-out, most of an injector's CPU). Requests through this config share one
+ * keep-alive agent per set of TLS options instead; a changed CA or client certificate gets a new agent. Proxy and
+ * plain-HTTP agents are left as client-node makes them.
+ */
+function reuseConnections(config: k8s.KubeConfig): void {
+  if (reusing.has(config)) return;
+  reusing.add(config);
+  const agents = new Map<string, https.Agent>();
+  const authenticate = config.applySecurityAuthentication.bind(config);
+  config.applySecurityAuthentication = async (context) => {
+    await authenticate(context);
+    const made = context.getAgent();
+    if (!(made instanceof https.Agent)) return;
+    const options = made.options as https.AgentOptions;
+    const key = JSON.stringify(
+      [options.ca, options.cert, options.key, options.servername, options.rejectUnauthorized].map((v) =>
+        v === undefined ? null : String(v),
+      ),
+    );
+    let agent = agents.get(key);
+    if (!agent) {
+      agent = new https.Agent({ ...options, keepAlive: true });
+      agents.set(key, agent);
+      // Older credentials' agents are forgotten (not destroyed: requests may still be using them).
+      if (agents.size > 4) agents.delete(agents.keys().next().value!);
+    }
+    context.setAgent(agent);
   };
 }
 

@@ -19,6 +19,8 @@ export interface ProxyCounts {
   injectedConflicts: number;
   /** requests the API server could not be reached for (the client's connection is dropped, as on a real outage) */
   upstreamFailures: number;
+  /** TLS connections clients opened to the proxy (a client that reuses connections opens few) */
+  connections: number;
 }
 
 export interface FaultProxy {
@@ -64,7 +66,13 @@ export async function startFaultProxy(upstream: { server: string; caFile: string
   const upstreamUrl = new URL(upstream.server);
   const agent = new Agent({ keepAlive: true, ca: await readFile(upstream.caFile) });
   const written = new Set<string>();
-  const counts: ProxyCounts = { requests: 0, writes: 0, injectedConflicts: 0, upstreamFailures: 0 };
+  const counts: ProxyCounts = {
+    requests: 0,
+    writes: 0,
+    injectedConflicts: 0,
+    upstreamFailures: 0,
+    connections: 0,
+  };
 
   const server: Server = createServer({ cert, key: await readFile(join(dir, "key.pem")) }, (req, res) => {
     const chunks: Buffer[] = [];
@@ -117,6 +125,7 @@ export async function startFaultProxy(upstream: { server: string; caFile: string
       up.end(body);
     });
   });
+  server.on("secureConnection", () => counts.connections++);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
