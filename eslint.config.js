@@ -3,7 +3,7 @@ import eslint from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "test/controlplane/go/**", ".cache/**", "dist/**"] },
+  { ignores: ["node_modules/**", "dev/controlplane/go/**", ".cache/**", "dist/**"] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -5,7 +5,7 @@ import { writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFunctions } from "../scripts/build.ts";
-import { freePort } from "../test/support/processes.ts";
+import { freePort } from "../dev/processes.ts";
 import { machine, percentile, printTable } from "./support.ts";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);

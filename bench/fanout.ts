@@ -2,7 +2,7 @@
 // endpoint; time until every bundle holds the new CA and every serving certificate is re-issued, and the API
 // writes (from the kube-apiserver's audit log) against the objects that had to change.
 import * as k8s from "@kubernetes/client-node";
-import { startLocalSystem } from "../test/local-system/local-system.ts";
+import { startLocalSystem } from "../dev/local-system/local-system.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import { leafIssuedBy, parseCertificates, readLeaf } from "../shared/pki/index.ts";

@@ -2,7 +2,7 @@
 // ApiServerSource adapter → issue-serving-cert → kube-apiserver); time from the annotation's write to the
 // Secret being readable (seen by a watch), p50/p95/p99.
 import * as k8s from "@kubernetes/client-node";
-import { startLocalSystem } from "../test/local-system/local-system.ts";
+import { startLocalSystem } from "../dev/local-system/local-system.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { Arrivals, machine, percentile, printTable } from "./support.ts";
 import { scrape } from "../test/support/metrics.ts";

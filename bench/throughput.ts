@@ -2,7 +2,7 @@
 // RSA-2048 key-generation rate of the same cores, measured in the same run while the system is idle.
 import { availableParallelism } from "node:os";
 import * as k8s from "@kubernetes/client-node";
-import { startLocalSystem } from "../test/local-system/local-system.ts";
+import { startLocalSystem } from "../dev/local-system/local-system.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { generateKeyPair } from "../shared/pki/keys.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";

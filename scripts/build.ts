@@ -34,7 +34,7 @@ export async function buildFunctions(only?: string[]): Promise<Record<string, st
         bundle: true,
         platform: "node",
         format: "esm",
-        target: "node20",
+        target: "node24",
         outfile,
         sourcemap: "linked",
         legalComments: "none",

@@ -1,6 +1,6 @@
 // `npm start`: the whole system locally — control plane, Knative CRDs, infra/, every function under its own
 // ServiceAccount, Knative's event source adapters — until Ctrl-C.
-import { startLocalSystem, type LocalSystem } from "../test/local-system/local-system.ts";
+import { startLocalSystem, type LocalSystem } from "../dev/local-system/local-system.ts";
 
 let system: LocalSystem | undefined;
 let stopping = false;

@@ -3,9 +3,9 @@
 import { spawn } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join, relative, sep } from "node:path";
-import { startControlPlane } from "../test/controlplane/control-plane.ts";
+import { startControlPlane } from "../dev/controlplane/control-plane.ts";
 import { clusterEnv } from "../test/support/cluster.ts";
-import { installInfra } from "../test/local-system/local-system.ts";
+import { installInfra } from "../dev/local-system/local-system.ts";
 
 const root = process.cwd();
 const args = process.argv.slice(2);

@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { startLocalSystem, type LocalSystem } from "../local-system/local-system.ts";
-import { deliver, pingEvent } from "../support/events.ts";
+import { startLocalSystem, type LocalSystem } from "../../dev/local-system/local-system.ts";
+import { deliver, pingEvent } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { waitFor } from "../support/processes.ts";
+import { waitFor } from "../../dev/processes.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 import { decodeBundle } from "../../shared/pki/index.ts";
 

@@ -6,11 +6,15 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { startLocalSystem, markPingSourceReady, type LocalSystem } from "../local-system/local-system.ts";
-import { startFunction } from "../support/function-hosts.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
+import {
+  startLocalSystem,
+  markPingSourceReady,
+  type LocalSystem,
+} from "../../dev/local-system/local-system.ts";
+import { startFunction } from "../../dev/local-system/function-hosts.ts";
+import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { waitFor } from "../support/processes.ts";
+import { waitFor } from "../../dev/processes.ts";
 import { scrape } from "../support/metrics.ts";
 
 let system: LocalSystem;

@@ -4,9 +4,9 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import * as k8s from "@kubernetes/client-node";
-import { startControlPlane } from "../controlplane/control-plane.ts";
+import { startControlPlane } from "../../dev/controlplane/control-plane.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { waitFor } from "../support/processes.ts";
+import { waitFor } from "../../dev/processes.ts";
 
 const alive = (pid: number) => {
   try {

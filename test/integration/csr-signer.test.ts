@@ -9,19 +9,19 @@ import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
-import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { deliver, pingEvent } from "../support/events.ts";
+import { deliver, pingEvent } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { freePort, spawnTied, waitFor, type Tied } from "../support/processes.ts";
+import { freePort, spawnTied, waitFor, type Tied } from "../../dev/processes.ts";
 import { handshake } from "../support/tls.ts";
 import {
   adapterEnv,
   serviceAccountKubeconfig,
   SYSTEM_NAMESPACE,
   type ApiServerSource,
-} from "../local-system/local-system.ts";
+} from "../../dev/local-system/local-system.ts";
 
 const run = promisify(execFile);
 const SIGNER = "service-ca.dev/serving";

@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
-import { SYSTEM_NAMESPACE } from "../local-system/local-system.ts";
+import { SYSTEM_NAMESPACE } from "../../dev/local-system/local-system.ts";
 import { createKube, loadKubeConfig } from "../../shared/kube/client.ts";
 import { readOptional } from "../../shared/kube/objects.ts";
 

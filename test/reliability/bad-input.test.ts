@@ -12,7 +12,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
-import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import {
   auditMark,

@@ -8,11 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
-import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
+import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../support/events.ts";
+import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
-import { waitFor } from "../support/processes.ts";
+import { waitFor } from "../../dev/processes.ts";
 import { kubectl } from "../support/kubectl.ts";
 import {
   auditMark,

@@ -3,7 +3,7 @@ import { randomUUID } from "node:crypto";
 import { open, stat } from "node:fs/promises";
 import * as k8s from "@kubernetes/client-node";
 import type { TestCluster } from "./cluster.ts";
-import { waitFor } from "./processes.ts";
+import { waitFor } from "../../dev/processes.ts";
 
 export interface AuditEvent {
   verb: string;

@@ -1,6 +1,6 @@
 // The test as Knative's delivery: post events to functions, keep what was answered 5xx (or never answered) and
 // re-post it later, as a broker's redelivery would; 2xx and 4xx are final.
-import { deliver } from "./events.ts";
+import { deliver } from "../../dev/events.ts";
 
 export interface Delivery {
   /** Resolved at each attempt, so a restarted function (new URL) gets the redelivery. */

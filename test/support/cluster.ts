@@ -3,8 +3,8 @@
 import { after } from "node:test";
 import { dirname } from "node:path";
 import * as k8s from "@kubernetes/client-node";
-import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
-import { installInfra } from "../local-system/local-system.ts";
+import { startControlPlane, type ControlPlane } from "../../dev/controlplane/control-plane.ts";
+import { installInfra } from "../../dev/local-system/local-system.ts";
 
 export interface TestCluster {
   kubeconfig: string;

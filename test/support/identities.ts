@@ -1,7 +1,7 @@
 // Functions in tests run as their own ServiceAccounts (from infra/), never as the admin: a missing right fails.
 import * as k8s from "@kubernetes/client-node";
 import type { TestCluster } from "./cluster.ts";
-import { serviceAccountKubeconfig, SYSTEM_NAMESPACE } from "../local-system/local-system.ts";
+import { serviceAccountKubeconfig, SYSTEM_NAMESPACE } from "../../dev/local-system/local-system.ts";
 
 /**
  * A kubeconfig for function `fn`'s ServiceAccount. With a CA namespace other than the default, the function's

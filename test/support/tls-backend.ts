@@ -1,7 +1,7 @@
 // The TLS backend the kube-apiserver calls (test/fixtures/tls-backend.ts), started on a test host.
 import { join } from "node:path";
 import type { TestHost } from "./netns.ts";
-import { spawnTied, type Tied } from "./processes.ts";
+import { spawnTied, type Tied } from "../../dev/processes.ts";
 
 /**
  * Serves `dir`/tls.crt and `dir`/tls.key on the test host's address and `port` (it re-reads them on each

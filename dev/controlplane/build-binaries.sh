@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Builds the local cluster's programs from their upstream Go modules: etcd 3.5; kube-apiserver,
-# kube-controller-manager and kubectl 1.34; Knative Eventing's ApiServerSource and PingSource adapters.
+# Builds the development cluster's programs from their upstream Go modules: etcd 3.5; kube-apiserver,
+# kube-controller-manager, kubectl, kubelet, kube-proxy and kube-scheduler 1.34; Knative Eventing's controller,
+# webhook and ApiServerSource/PingSource adapters; CoreDNS with the kubernetes plugin and no forwarding.
+# With --node it also builds what only the one-node cluster needs (node components, Knative controller and
+# webhook, CoreDNS); without it, only what the local system runs.
 # Each module's binaries are cached under a key of its go.mod/go.sum, so a second run builds nothing.
 # Prints the bin directory (holding links to every binary) on its last line.
 set -euo pipefail
@@ -19,6 +22,15 @@ targets=(
   "knative apiserver_receive_adapter knative.dev/eventing/cmd/apiserver_receive_adapter -s -w"
   "knative mtping knative.dev/eventing/cmd/mtping -s -w"
 )
+node_targets=(
+  "kubernetes kubelet k8s.io/kubernetes/cmd/kubelet $k8s_ldflags"
+  "kubernetes kube-proxy k8s.io/kubernetes/cmd/kube-proxy $k8s_ldflags"
+  "kubernetes kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler $k8s_ldflags"
+  "knative controller knative.dev/eventing/cmd/controller -s -w"
+  "knative webhook knative.dev/eventing/cmd/webhook -s -w"
+  "coredns coredns servicecafunctions.local/controlplane/coredns -s -w"
+)
+[ "${1:-}" = --node ] && targets+=("${node_targets[@]}")
 
 start=$(date +%s)
 built=0

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { freePort, spawnTied, waitFor, type Tied } from "../support/processes.ts";
+import { freePort, spawnTied, waitFor, type Tied } from "../processes.ts";
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));

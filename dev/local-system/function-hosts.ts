@@ -1,6 +1,6 @@
 // Starts function hosts as real processes (the way `npm start` and Knative run them) and waits for readiness.
 import { join } from "node:path";
-import { freePort, spawnTied, waitFor, type Tied } from "./processes.ts";
+import { freePort, spawnTied, waitFor, type Tied } from "../processes.ts";
 
 export interface RunningFunction {
   name: string;

@@ -6,9 +6,9 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
-import { startFunction, type RunningFunction } from "../support/function-hosts.ts";
-import { freePort, spawnTied, type Tied } from "../support/processes.ts";
-import { deliver, pingEvent } from "../support/events.ts";
+import { startFunction, type RunningFunction } from "./function-hosts.ts";
+import { freePort, spawnTied, type Tied } from "../processes.ts";
+import { deliver, pingEvent } from "../events.ts";
 import { functionNames } from "../../shared/runtime/names.ts";
 import { knativeCrdManifest } from "./knative-crds.ts";
 
