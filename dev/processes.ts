@@ -1,7 +1,7 @@
 // Child processes that cannot outlive us: each gets a watchdog that kills it when our end of a pipe closes,
 // which happens however we exit (even SIGKILL). We stop only the PIDs we started.
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 export interface Tied {
@@ -105,16 +105,26 @@ export function freePort(): Promise<number> {
   });
 }
 
+export interface WaitOptions {
+  /** How long to wait for a target that shows no sign of life. */
+  timeoutMs?: number;
+  intervalMs?: number;
+  /** A reason to give up at once (the process waited on has died). */
+  failFast?: () => string | undefined;
+  /**
+   * True while the target is still making its way up (its process is alive and starting): the wait then goes
+   * on past timeoutMs, up to maxMs, so a loaded machine slows a start without failing it.
+   */
+  progressing?: () => boolean;
+  maxMs?: number;
+}
+
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined>,
-  {
-    timeoutMs = 60_000,
-    intervalMs = 100,
-    failFast,
-  }: { timeoutMs?: number; intervalMs?: number; failFast?: () => string | undefined } = {},
+  { timeoutMs = 60_000, intervalMs = 100, failFast, progressing, maxMs = timeoutMs * 10 }: WaitOptions = {},
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const started = Date.now();
   let last: unknown;
   for (;;) {
     const reason = failFast?.();
@@ -125,10 +135,18 @@ export async function waitFor<T>(
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`,
-      );
+    const waited = Date.now() - started;
+    if (waited > timeoutMs && (!progressing?.() || waited > maxMs))
+      throw new Error(`timed out after ${waited} ms waiting for ${what}${last ? `: ${String(last)}` : ""}`);
     await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/** The last lines of a log file, for an error that says why a process died. */
+export function tailOf(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
+  } catch {
+    return "";
   }
 }

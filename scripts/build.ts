@@ -7,9 +7,12 @@ import { join, relative } from "node:path";
 import { functionNames, functionsDir } from "../shared/runtime/names.ts";
 
 const root = join(import.meta.dirname, "..");
-const out = join(root, "dist");
+const defaultOut = join(root, "dist");
 
-export async function buildFunctions(only?: string[]): Promise<Record<string, string>> {
+export async function buildFunctions(
+  only?: string[],
+  out = defaultOut,
+): Promise<Record<string, string>> {
   const names = only ?? functionNames();
   if (!only) await rm(out, { recursive: true, force: true }); // no bundle of a removed function stays behind
   const bundles: Record<string, string> = {};

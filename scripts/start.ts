@@ -1,6 +1,7 @@
 // `npm start`: the whole system locally — control plane, Knative CRDs, infra/, every function under its own
 // ServiceAccount, Knative's event source adapters — until Ctrl-C.
 import { startLocalSystem, type LocalSystem } from "../dev/local-system/local-system.ts";
+import { removeBundles } from "../dev/local-system/bundles.ts";
 
 let system: LocalSystem | undefined;
 let stopping = false;
@@ -9,6 +10,7 @@ const stop = async (code: number) => {
   stopping = true;
   console.log("stopping...");
   await system?.stop();
+  await removeBundles();
   console.log("stopped; nothing left running");
   process.exit(code);
 };

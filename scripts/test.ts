@@ -6,6 +6,7 @@ import { join, relative, sep } from "node:path";
 import { startControlPlane } from "../dev/controlplane/control-plane.ts";
 import { clusterEnv } from "../test/support/cluster.ts";
 import { installInfra } from "../dev/local-system/local-system.ts";
+import { functionBundles, removeBundles } from "../dev/local-system/bundles.ts";
 
 const root = process.cwd();
 const args = process.argv.slice(2);
@@ -49,11 +50,17 @@ const files = testFiles(join(root, "test")).filter(
     f.startsWith(join("test", "load") + sep) === load &&
     (filters.length === 0 || filters.some((p) => f.includes(p))),
 );
+// Every test runs the functions from one build of their bundles (SERVICE_CA_BUNDLES, inherited).
+const bundlesStarted = performance.now();
+console.log(
+  `function bundles in ${await functionBundles()} (${((performance.now() - bundlesStarted) / 1000).toFixed(1)} s)`,
+);
 const plane = await startControlPlane({ log: (l) => console.log(`[control-plane] ${l}`) });
 // Tests run every function under its own ServiceAccount, so infra/ (and the Knative CRDs it needs) comes first.
 await installInfra(plane);
 const stop = async () => {
   await plane.stop();
+  await removeBundles();
 };
 process.once("SIGINT", () => void stop().then(() => process.exit(130)));
 process.once("SIGTERM", () => void stop().then(() => process.exit(143)));

@@ -1,6 +1,7 @@
-// Starts function hosts as real processes (the way `npm start` and Knative run them) and waits for readiness.
+// Starts function hosts as real processes from their bundles (as a container runs them) and waits for readiness.
 import { join } from "node:path";
-import { freePort, spawnTied, waitFor, type Tied } from "../processes.ts";
+import { freePort, spawnTied, tailOf, waitFor, type Tied } from "../processes.ts";
+import { bundleOf } from "./bundles.ts";
 
 export interface RunningFunction {
   name: string;
@@ -17,15 +18,19 @@ export async function startFunction(
     env?: Record<string, string>;
     logFile?: string;
     port?: number;
-    /** Run this bundle (`npm run build`'s dist/<name>.mjs) instead of the TypeScript sources through tsx. */
+    /** The bundle to run; by default this run's build of the current sources (bundles.ts). */
     bundle?: string;
+    /** Run the TypeScript sources through tsx instead of a bundle (slower to start). */
+    fromSources?: boolean;
   },
 ): Promise<RunningFunction> {
   const port = opts.port ?? (await freePort());
   const proc = spawnTied(
     name,
     process.execPath,
-    opts.bundle ? [opts.bundle] : ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name],
+    opts.fromSources
+      ? ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name]
+      : ["--enable-source-maps", opts.bundle ?? (await bundleOf(name))],
     {
       cwd: repoRoot,
       env: {
@@ -43,10 +48,16 @@ export async function startFunction(
     `${name} readiness`,
     async () => ((await fetch(`${url}/health/readiness`).catch(() => undefined))?.ok ? true : undefined),
     {
+      // A live process that is still starting (a loaded machine) gets up to five minutes; a dead one fails at
+      // once with what it last said.
       timeoutMs: 30_000,
+      maxMs: 300_000,
+      progressing: () => proc.running(),
       intervalMs: 25,
       failFast: () =>
-        proc.running() ? undefined : `${name} exited${opts.logFile ? `; see ${opts.logFile}` : ""}`,
+        proc.running()
+          ? undefined
+          : `${name} exited` + (opts.logFile ? `; the end of ${opts.logFile}:\n${tailOf(opts.logFile)}` : ""),
     },
   );
   return { name, url, process: proc };
