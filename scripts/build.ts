@@ -1,5 +1,5 @@
-// `npm run build`: one self-contained ES module per function in dist/<name>.mjs (what a container runs with
-// `node dist/<name>.mjs`). Bundling spares the process the resolution and loading of hundreds of files at
+// `npm run build`: one self-contained ES module per function in dist/<name>.mjs (what the image runs with
+// `node <name>.mjs <name>`). Bundling spares the process the resolution and loading of hundreds of files at
 // start-up, which is most of a cold start.
 import { build } from "esbuild";
 import { rm } from "node:fs/promises";
@@ -9,10 +9,7 @@ import { functionNames, functionsDir } from "../shared/runtime/names.ts";
 const root = join(import.meta.dirname, "..");
 const defaultOut = join(root, "dist");
 
-export async function buildFunctions(
-  only?: string[],
-  out = defaultOut,
-): Promise<Record<string, string>> {
+export async function buildFunctions(only?: string[], out = defaultOut): Promise<Record<string, string>> {
   const names = only ?? functionNames();
   if (!only) await rm(out, { recursive: true, force: true }); // no bundle of a removed function stays behind
   const bundles: Record<string, string> = {};
@@ -25,7 +22,11 @@ export async function buildFunctions(
           contents: [
             `import def from "./${entry}";`,
             `import { runHost } from "./shared/runtime/run-host.ts";`,
-            `runHost(def, process.argv.slice(2)).catch((err) => {`,
+            // infra/ runs every function from one image with args: ["<function>"]; a bundle takes that
+            // first argument as its own name, so the same args work with or without the image's dispatcher.
+            `const args = process.argv.slice(2);`,
+            `if (args[0] === ${JSON.stringify(name)}) args.shift();`,
+            `runHost(def, args).catch((err) => {`,
             `  console.error(JSON.stringify({ level: "error", msg: "failed to start", error: String(err) }));`,
             `  process.exit(1);`,
             `});`,
