@@ -1,5 +1,6 @@
 // A real control plane on loopback: etcd 3.5, kube-apiserver and kube-controller-manager built from their
-// Go modules, with RBAC, ServiceAccount tokens, aggregator routing and an audit log of every write.
+// Go modules, with RBAC, ServiceAccount tokens, aggregator routing and an audit log of every write. Given a node,
+// the API server serves it instead from the node's address (see StartOptions.node), with kube-scheduler beside it.
 import { execFile } from "node:child_process";
 import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { request } from "node:https";
@@ -8,7 +9,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { freePort, spawnTied, waitFor, type Tied } from "../processes.ts";
+import { freePort, spawnTied, tailOf, waitFor, type Tied } from "../processes.ts";
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -20,9 +21,13 @@ export interface ControlPlane {
   kubectl: string;
   server: string;
   caFile: string;
+  /** the PKI make-certs.sh wrote (ca.crt, client certificates, and with a node its kubelet certificates) */
+  pkiDir: string;
   auditLog: string;
   serviceClusterIpRange: string;
   processes(): Tied[];
+  /** Stops kube-scheduler and kube-controller-manager, so deleted pods are not replaced (a node's teardown). */
+  stopControllers(): Promise<void>;
   /** Stops the API server alone (etcd and the controller manager keep running), for fault tests. */
   stopApiServer(): Promise<void>;
   startApiServer(): Promise<void>;
@@ -32,12 +37,30 @@ export interface ControlPlane {
 export interface StartOptions {
   log?: (line: string) => void;
   keepDir?: boolean;
+  /** Where the data, PKI and logs go (made if missing); by default a fresh temporary directory. */
+  dir?: string;
+  /**
+   * A kubelet will register: the API server binds and advertises on the node's address (the `kubernetes`
+   * Service's endpoint, so pods reach it through its ClusterIP), carries it among its SANs, admits the node
+   * through NodeRestriction and calls the kubelet with a client certificate, checking the kubelet's serving
+   * certificate against the cluster CA; kube-scheduler runs too.
+   */
+  node?: { name: string; address: string; port?: number };
+  /** Called with each process as it starts (the node cluster records them, to end them after a crash). */
+  onSpawn?: (p: Tied) => void;
 }
 
-/** Builds (once, cached) and returns the directory holding etcd, kube-apiserver, kube-controller-manager, kubectl. */
-export async function buildControlPlane(log: (line: string) => void = () => {}): Promise<string> {
+/**
+ * Builds (once, cached) and returns the directory holding etcd, kube-apiserver, kube-controller-manager, kubectl;
+ * with `node`, also the kubelet, kube-proxy, kube-scheduler, Knative's controller and webhook, and CoreDNS.
+ */
+export async function buildControlPlane(
+  log: (line: string) => void = () => {},
+  { node = false }: { node?: boolean } = {},
+): Promise<string> {
   const started = Date.now();
-  const child = execFile("bash", [join(here, "build-binaries.sh")], { maxBuffer: 64 << 20 });
+  const script = join(here, "build-binaries.sh");
+  const child = execFile("bash", node ? [script, "--node"] : [script], { maxBuffer: 64 << 20 });
   child.stderr?.on("data", (d: Buffer) => d.toString().split("\n").filter(Boolean).forEach(log));
   let stdout = "";
   child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -51,25 +74,35 @@ export async function buildControlPlane(log: (line: string) => void = () => {}):
 
 export async function startControlPlane(opts: StartOptions = {}): Promise<ControlPlane> {
   const log = opts.log ?? (() => {});
-  const binDir = await buildControlPlane(log);
+  const node = opts.node;
+  const binDir = await buildControlPlane(log, { node: node !== undefined });
   const started = performance.now();
-  const dir = await mkdtemp(join(tmpdir(), "service-ca-cp-"));
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), "service-ca-cp-")));
   const pki = join(dir, "pki");
   const logs = join(dir, "logs");
-  await mkdir(pki);
-  await mkdir(logs);
-  await run("bash", [join(here, "make-certs.sh"), pki]);
-  const [etcdPort, peerPort, apiPort] = await distinctFreePorts(3);
-  const server = `https://127.0.0.1:${apiPort}`;
+  await mkdir(pki, { recursive: true });
+  await mkdir(logs, { recursive: true });
+  await run("bash", [join(here, "make-certs.sh"), pki, ...(node ? [node.name, node.address] : [])]);
+  const [etcdPort, peerPort, freeApiPort] = await distinctFreePorts(3);
+  const address = node?.address ?? "127.0.0.1";
+  const apiPort = node ? (node.port ?? 6443) : freeApiPort;
+  const server = `https://${address}:${apiPort}`;
   const procs: Tied[] = [];
   const tied = (name: string, args: string[]) => {
     const p = spawnTied(name, join(binDir, name), args, { logFile: join(logs, `${name}.log`) });
     procs.push(p);
+    opts.onSpawn?.(p);
     return p;
   };
-  const failedEarly = (p: Tied) => () =>
-    p.running() ? undefined : `${p.name} exited; see ${join(logs, p.name + ".log")}`;
+  const failedEarly = (p: Tied) => () => {
+    if (p.running()) return undefined;
+    const file = join(logs, p.name + ".log");
+    return `${p.name} exited; the end of ${file}:\n${tailOf(file)}`;
+  };
 
+  const stopAll = async (names: string[]) => {
+    await Promise.all(procs.filter((p) => names.includes(p.name)).map((p) => p.stop()));
+  };
   let plane: ControlPlane | undefined;
   try {
     const etcd = tied("etcd", [
@@ -92,8 +125,8 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
     const auditLog = join(logs, "audit.log");
     const serviceClusterIpRange = "10.96.0.0/16";
     const apiArgs = [
-      "--bind-address=127.0.0.1",
-      "--advertise-address=127.0.0.1",
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
       `--secure-port=${apiPort}`,
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
       `--tls-cert-file=${pki}/apiserver.crt`,
@@ -106,7 +139,8 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--authorization-mode=Node,RBAC",
       "--enable-aggregator-routing=true",
       `--service-cluster-ip-range=${serviceClusterIpRange}`,
-      "--endpoint-reconciler-type=none",
+      // Without a node nothing needs the `kubernetes` Service's endpoint; with one, pods reach the API server by it.
+      ...(node ? [] : ["--endpoint-reconciler-type=none"]),
       "--allow-privileged=true",
       `--requestheader-client-ca-file=${pki}/front-proxy-ca.crt`,
       "--requestheader-allowed-names=front-proxy-client",
@@ -120,6 +154,15 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--audit-log-format=json",
       "--audit-log-maxsize=1024",
       `--cert-dir=${join(dir, "apiserver-certs")}`,
+      ...(node
+        ? [
+            "--enable-admission-plugins=NodeRestriction",
+            `--kubelet-client-certificate=${pki}/apiserver-kubelet-client.crt`,
+            `--kubelet-client-key=${pki}/apiserver-kubelet-client.key`,
+            `--kubelet-certificate-authority=${pki}/ca.crt`,
+            "--kubelet-preferred-address-types=InternalIP",
+          ]
+        : []),
     ];
     let apiserver = tied("kube-apiserver", apiArgs);
     const clientTls = {
@@ -136,15 +179,19 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
 
     const kubeconfig = join(dir, "kubeconfig");
     await writeFile(kubeconfig, kubeconfigYaml(server, pki, "admin", clientTls));
-    const kcmKubeconfig = join(dir, "controller-manager.kubeconfig");
-    await writeFile(
-      kcmKubeconfig,
-      kubeconfigYaml(server, pki, "controller-manager", {
-        ca: clientTls.ca,
-        cert: await readFile(`${pki}/controller-manager.crt`),
-        key: await readFile(`${pki}/controller-manager.key`),
-      }),
-    );
+    const componentKubeconfig = async (user: string) => {
+      const file = join(dir, `${user}.kubeconfig`);
+      await writeFile(
+        file,
+        kubeconfigYaml(server, pki, user, {
+          ca: clientTls.ca,
+          cert: await readFile(`${pki}/${user}.crt`),
+          key: await readFile(`${pki}/${user}.key`),
+        }),
+      );
+      return file;
+    };
+    const kcmKubeconfig = await componentKubeconfig("controller-manager");
     tied("kube-controller-manager", [
       `--kubeconfig=${kcmKubeconfig}`,
       `--authentication-kubeconfig=${kcmKubeconfig}`,
@@ -159,6 +206,16 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       "--concurrent-gc-syncs=20",
       "--concurrent-namespace-syncs=10",
     ]);
+    if (node) {
+      const schedulerKubeconfig = await componentKubeconfig("scheduler");
+      tied("kube-scheduler", [
+        `--kubeconfig=${schedulerKubeconfig}`,
+        `--authentication-kubeconfig=${schedulerKubeconfig}`,
+        `--authorization-kubeconfig=${schedulerKubeconfig}`,
+        "--secure-port=0",
+        "--leader-elect=false",
+      ]);
+    }
     log(`control plane ready in ${((performance.now() - started) / 1000).toFixed(2)} s (${server}, ${dir})`);
 
     plane = {
@@ -168,9 +225,11 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       kubectl: join(binDir, "kubectl"),
       server,
       caFile: `${pki}/ca.crt`,
+      pkiDir: pki,
       auditLog,
       serviceClusterIpRange,
       processes: () => procs.filter((p) => p.running()),
+      stopControllers: () => stopAll(["kube-scheduler", "kube-controller-manager"]),
       stopApiServer: async () => {
         await apiserver.stop();
       },
@@ -181,9 +240,9 @@ export async function startControlPlane(opts: StartOptions = {}): Promise<Contro
       },
       stop: async () => {
         // Clients first, the store last, so nothing logs a storm of connection errors on the way down.
-        for (const name of ["kube-controller-manager", "kube-apiserver", "etcd"]) {
-          await Promise.all(procs.filter((p) => p.name === name).map((p) => p.stop()));
-        }
+        await stopAll(["kube-scheduler", "kube-controller-manager"]);
+        await stopAll(["kube-apiserver"]);
+        await stopAll(["etcd"]);
         if (!opts.keepDir) await rm(dir, { recursive: true, force: true });
       },
     };
