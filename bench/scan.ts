@@ -27,7 +27,7 @@ const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const PER_NAMESPACE = 500;
 const CA_NS = "service-ca";
 const log = (l: string) => console.error(`[scan] ${l}`);
-/** expiry-scan's NODE_OPTIONS and REQUEST_TIMEOUT_SECONDS in infra/functions/expiry-scan.yaml. */
+/** expiry-scan's NODE_OPTIONS and REQUEST_TIMEOUT_SECONDS in infra/base/functions/expiry-scan.yaml. */
 const DEPLOYED_NODE_OPTIONS = "--max-old-space-size=96";
 
 /** apiserver_request_total summed by "VERB resource", from the API server's own metrics. */
