@@ -1,21 +1,9 @@
 // The Knative CRDs infra/ uses, taken from the Knative Go modules the build already downloads, so infra/ is
 // checked by Knative's own schemas. With no Knative webhook here, conversion to other versions is removed.
-import { execFile } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
-
-const run = promisify(execFile);
-const goDir = join(import.meta.dirname, "../controlplane/go/knative");
-
-async function moduleDir(module: string): Promise<string> {
-  const { stdout } = await run("go", ["mod", "download", "-json", module], {
-    cwd: goDir,
-    env: { ...process.env, PATH: `/usr/local/go/bin:${process.env.PATH}`, GOFLAGS: "-mod=mod" },
-  });
-  return JSON.parse(stdout).Dir as string;
-}
+import { goModuleDir, KNATIVE_EVENTING, KNATIVE_SERVING } from "../controlplane/go-modules.ts";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- CRD documents are edited generically */
 function onlyStoredVersion(doc: any): any {
@@ -26,8 +14,8 @@ function onlyStoredVersion(doc: any): any {
 }
 
 export async function knativeCrdManifest(dir: string): Promise<string> {
-  const eventing = await moduleDir("knative.dev/eventing@v0.48.2");
-  const serving = await moduleDir("knative.dev/serving@v0.48.2");
+  const eventing = await goModuleDir(KNATIVE_EVENTING);
+  const serving = await goModuleDir(KNATIVE_SERVING);
   const files = [
     join(eventing, "config/core/resources/apiserversource.yaml"),
     join(eventing, "config/core/resources/pingsource.yaml"),
