@@ -284,7 +284,8 @@ function httpsOk(url: string, tls: { ca: Buffer; cert: Buffer; key: Buffer }): P
   });
 }
 
-function kubeconfigYaml(
+/** A kubeconfig with its certificates inline, for one user of the cluster's CA. */
+export function kubeconfigYaml(
   server: string,
   _pki: string,
   user: string,

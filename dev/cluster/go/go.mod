@@ -1,0 +1,3 @@
+module servicecafunctions.local/cluster
+
+go 1.22
