@@ -1,7 +1,6 @@
 // What a node cluster changes on the host, and putting it back. Before it changes anything a start writes a
 // ledger (the sysctls as they were, which paths existed, every process it starts), which is also the lock that
 // keeps one node cluster per machine; the teardown, or the next start after a crash, sweeps by the ledger.
-import { execFile, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import {
   link,
@@ -16,10 +15,12 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
+import { command } from "./commands.ts";
 import { nodeNetwork } from "./configs.ts";
 
-const execFileP = promisify(execFile);
+/** Runs a command for its effect; false when it failed (the thing to remove was not there, usually). */
+const run = async (cmd: string, args: string[], input?: string) =>
+  (await command(cmd, args, input)).code === 0;
 
 export const ledgerPath = "/run/service-ca-functions-node-cluster.json";
 
@@ -370,7 +371,7 @@ interface KubeChain {
 }
 
 async function kubeChains(family: "iptables" | "ip6tables"): Promise<KubeChain[]> {
-  const { stdout } = await execFileP(`${family}-save`).catch(() => ({ stdout: "" }));
+  const { stdout } = await command(`${family}-save`, []);
   let table = "";
   const out: KubeChain[] = [];
   for (const line of stdout.split("\n")) {
@@ -386,7 +387,7 @@ async function kubeChains(family: "iptables" | "ip6tables"): Promise<KubeChain[]
  * in one iptables-restore per family.
  */
 async function removeKubeChains(family: "iptables" | "ip6tables") {
-  const { stdout } = await execFileP(`${family}-save`).catch(() => ({ stdout: "" }));
+  const { stdout } = await command(`${family}-save`, []);
   const byTable = new Map<string, { jumps: string[]; chains: string[] }>();
   let table = "";
   for (const line of stdout.split("\n")) {
@@ -410,16 +411,4 @@ async function removeKubeChains(family: "iptables" | "ip6tables") {
     )
     .join("\n");
   if (script) await run(`${family}-restore`, ["--noflush"], script + "\n");
-}
-
-// ---- helpers -----------------------------------------------------------------------------------------------
-
-/** Runs a command for its effect; false when it failed (the thing to remove was not there, usually). */
-function run(cmd: string, args: string[], input?: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: [input === undefined ? "ignore" : "pipe", "ignore", "ignore"] });
-    child.once("error", () => resolve(false));
-    child.once("exit", (code) => resolve(code === 0));
-    if (input !== undefined) child.stdin?.end(input);
-  });
 }

@@ -5,7 +5,7 @@
 //   node scripts/node24.mjs dev/cluster/node-cluster.ts up     # until Ctrl-C
 //   node scripts/node24.mjs dev/cluster/node-cluster.ts down   # sweep up after a node cluster that crashed
 import { spawn, type ChildProcess } from "node:child_process";
-import { cp, mkdir, mkdtemp, readFile, writeFile } from "node:fs/promises";
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +27,7 @@ import {
   nodePaths,
   type NodePaths,
 } from "./configs.ts";
+import { command, mustRun, type CommandResult } from "./commands.ts";
 import { corednsManifest } from "./coredns.ts";
 import { acquireLedger, readLedger, processId, sweepHost, type HostLedger } from "./host.ts";
 import { corednsImage, pauseImage } from "./images.ts";
@@ -86,7 +87,10 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
   mark("binaries and images");
 
   const dir = await mkdtemp(join(tmpdir(), "service-ca-node-"));
-  const ledger = await acquireLedger(dir, log);
+  const ledger = await acquireLedger(dir, log).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  });
   const reaper = startReaper();
   const p = nodePaths(dir);
   const procs: Tied[] = [];
@@ -99,7 +103,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     record(t);
     return t;
   };
-  const ctr = (...args: string[]) => exec("ctr", ["-a", p.containerdSocket, "-n", "k8s.io", ...args]);
+  const ctr = (...args: string[]) => command("ctr", ["-a", p.containerdSocket, "-n", "k8s.io", ...args]);
   const importImage = async (archive: string) => {
     const r = await ctr("images", "import", archive);
     if (r.code !== 0) throw new Error(`ctr images import ${archive} failed: ${r.stderr.trim()}`);
@@ -122,9 +126,9 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     // The node address on a bridge with no ports; the CNI conflist before containerd, which then reports
     // NetworkReady at once.
     const n = nodeNetwork;
-    await must("ip", ["link", "add", n.nodeLink, "type", "bridge"]);
-    await must("ip", ["addr", "add", `${n.nodeAddress}/32`, "dev", n.nodeLink]);
-    await must("ip", ["link", "set", n.nodeLink, "up"]);
+    await mustRun("ip", ["link", "add", n.nodeLink, "type", "bridge"]);
+    await mustRun("ip", ["addr", "add", `${n.nodeAddress}/32`, "dev", n.nodeLink]);
+    await mustRun("ip", ["link", "set", n.nodeLink, "up"]);
     await writeFile(join(p.cniConfDir, "10-klpods.conflist"), cniConflist(p));
     await writeFile(join(p.etc, "containerd.toml"), containerdToml(p, pause.name));
     mark("network");
@@ -184,10 +188,11 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     // kube-system appears a moment after /readyz.
     await waitFor(
       "CoreDNS applied",
-      async () =>
-        (await exec(kubectl, ["--kubeconfig", started.kubeconfig, "apply", "-f", manifest])).code === 0
-          ? true
-          : undefined,
+      async () => {
+        const r = await command(kubectl, ["--kubeconfig", started.kubeconfig, "apply", "-f", manifest]);
+        if (r.code !== 0) throw new Error(r.stderr.trim());
+        return true;
+      },
       { timeoutMs: 30_000, intervalMs: 200 },
     );
 
@@ -203,7 +208,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     await waitFor(
       "kube-proxy's rules for the kubernetes Service",
       async () => {
-        const r = await exec("iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]);
+        const r = await command("iptables", ["-t", "nat", "-S", "KUBE-SERVICES"]);
         return r.stdout.includes(`${n.apiServiceIp}/32`) || undefined;
       },
       { timeoutMs: 60_000, intervalMs: 100, ...following(kubeProxy, p) },
@@ -276,7 +281,7 @@ interface TearDown {
   procs: Tied[];
   plane: ControlPlane | undefined;
   binDir: string;
-  ctr: (...args: string[]) => Promise<Exec>;
+  ctr: (...args: string[]) => Promise<CommandResult>;
   log: (line: string) => void;
   keepLogs: boolean;
 }
@@ -304,7 +309,7 @@ async function tearDown({
   const kubelet = running("kubelet");
   if (plane && kubelet && running("kube-apiserver")) {
     await plane.stopControllers();
-    await exec(join(binDir, "kubectl"), [
+    await command(join(binDir, "kubectl"), [
       "--kubeconfig",
       plane.kubeconfig,
       "delete",
@@ -326,7 +331,7 @@ async function tearDown({
     ).catch((err: Error) => log(err.message));
   }
   await Promise.all([
-    stopNamed("kube-proxy").then(() => exec(join(binDir, "kube-proxy"), ["--cleanup", "--v=0"])),
+    stopNamed("kube-proxy").then(() => command(join(binDir, "kube-proxy"), ["--cleanup", "--v=0"])),
     stopNamed("kubelet"),
   ]);
   if (running("containerd")) {
@@ -392,29 +397,6 @@ function startReaper(): ChildProcess {
   child.unref();
   (child.stdin as unknown as { unref?: () => void }).unref?.();
   return child;
-}
-
-interface Exec {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function exec(cmd: string, args: string[]): Promise<Exec> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.once("error", (err) => resolve({ code: -1, stdout, stderr: String(err) }));
-    child.once("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
-async function must(cmd: string, args: string[]) {
-  const r = await exec(cmd, args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")}: ${r.stderr.trim()}`);
 }
 
 // ---- CLI ---------------------------------------------------------------------------------------------------
