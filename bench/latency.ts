@@ -1,8 +1,11 @@
 // Latency: Services annotated one after another through the real event path (kube-apiserver → Knative's
 // ApiServerSource adapter → issue-serving-cert → kube-apiserver); time from the annotation's write to the
-// Secret being readable (seen by a watch), p50/p95/p99.
+// Secret being readable (seen by a watch), p50/p95/p99. With --cluster, on the system as deployed (the image in
+// pods on the one-node cluster, adapters rendered by Knative's controller, events through cluster DNS and
+// kube-proxy), so the two modes can be read side by side.
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
+import { startDeployedSystem } from "../dev/cluster/deployed-system.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { Arrivals, machine, percentile, printTable } from "./support.ts";
 import { scrape } from "../test/support/metrics.ts";
@@ -10,7 +13,17 @@ import { scrape } from "../test/support/metrics.ts";
 const COUNT = Number(process.env.BENCH_COUNT ?? 200);
 const NS = "bench-latency";
 
-const system = await startLocalSystem({ log: (l) => console.error(`[system] ${l}`) });
+const onCluster = process.argv.includes("--cluster");
+const mode = onCluster ? "deployed on the one-node cluster" : "local mode";
+const log = (l: string) => console.error(`[system] ${l}`);
+const system = await (async () => {
+  if (onCluster) {
+    const s = await startDeployedSystem({ log });
+    return { kc: s.kc, issuer: s.functions.get("issue-serving-cert")!, stop: s.stop };
+  }
+  const s = await startLocalSystem({ log });
+  return { kc: s.kc, issuer: s.functions.get("issue-serving-cert")!.url, stop: s.stop };
+})();
 try {
   const core = system.kc.makeApiClient(k8s.CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NS } } });
@@ -47,13 +60,13 @@ try {
   }
   secrets.stop();
   const sorted = [...latencies].sort((a, b) => a - b);
-  const m = await scrape(system.functions.get("issue-serving-cert")!.url);
+  const m = await scrape(system.issuer);
   const issued = [...m]
     .filter(([k]) => k.startsWith("service_ca_certificates_issued_total"))
     .reduce((n, [, v]) => n + v, 0);
   const handled = [...m].find(([k]) => k.startsWith("service_ca_issuance_duration_seconds_sum"))?.[1] ?? 0;
   printTable(
-    `Latency: annotation write → Secret readable, ${COUNT} Services one after another (${machine()})`,
+    `Latency (${mode}): annotation write → Secret readable, ${COUNT} Services one after another (${machine()})`,
     ["figure", "ms"],
     [
       ["p50", percentile(sorted, 50)],

@@ -5,7 +5,7 @@ import * as k8s from "@kubernetes/client-node";
 
 export function machine(): string {
   const cpu = cpus()[0]?.model.trim() ?? "unknown CPU";
-  return `${availableParallelism()} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`;
+  return `${availableParallelism()} cores (${cpu}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version} (OpenSSL ${process.versions.openssl})`;
 }
 
 /** Nearest-rank percentile of already sorted numbers. */

@@ -1,0 +1,116 @@
+// The system as users install it, on the one-node cluster: the project's image and Knative Eventing's images
+// imported into containerd, Knative Eventing from its own config/, then `kubectl apply -k
+// infra/overlays/eventing-only/`. Knative's controller renders and runs the sources' adapters; the functions
+// run as pods with in-cluster credentials behind Services and cluster DNS. Nothing here configures an adapter.
+import { execFile } from "node:child_process";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import * as k8s from "@kubernetes/client-node";
+import { functionNames } from "../../shared/runtime/names.ts";
+import { waitFor } from "../processes.ts";
+import { buildImage } from "../image/service-image.ts";
+import { eventingImages, eventingManifest, KNATIVE_NAMESPACE } from "./knative-eventing.ts";
+import { startNodeCluster, type NodeCluster } from "./node-cluster.ts";
+
+const run = promisify(execFile);
+const repoRoot = join(import.meta.dirname, "../..");
+export const SYSTEM_NAMESPACE = "service-ca";
+/** The image infra/ names by tag; the node has it imported, so the default pull policy never pulls. */
+export const SYSTEM_IMAGE = "ghcr.io/service-ca-functions/functions:0.1.0";
+
+export interface DeployedSystem {
+  cluster: NodeCluster;
+  kc: k8s.KubeConfig;
+  /** function name → http://<ClusterIP> of its Service (reachable from this host through kube-proxy) */
+  functions: Map<string, string>;
+  kubectl(...args: string[]): Promise<string>;
+  /** seconds per step of the bring-up, for the benchmark and the README */
+  timings: Array<[string, number]>;
+  stop(): Promise<void>;
+}
+
+export async function startDeployedSystem(
+  opts: { log?: (line: string) => void } = {},
+): Promise<DeployedSystem> {
+  const log = opts.log ?? (() => {});
+  const timings: Array<[string, number]> = [];
+  let mark = performance.now();
+  const step = (what: string) => {
+    const now = performance.now();
+    timings.push([what, (now - mark) / 1000]);
+    log(`${what} in ${((now - mark) / 1000).toFixed(1)} s`);
+    mark = now;
+  };
+  const cluster = await startNodeCluster({ log });
+  step("one-node cluster up");
+  const kubectl = async (...args: string[]) =>
+    (await run(cluster.kubectl, ["--kubeconfig", cluster.kubeconfig, ...args], { maxBuffer: 64 << 20 }))
+      .stdout;
+  try {
+    const work = join(cluster.dir, "deployed-system");
+    await mkdir(work, { recursive: true });
+    const image = await buildImage({ outDir: join(work, "image"), log });
+    if (image.name !== SYSTEM_IMAGE)
+      throw new Error(`the image is ${image.name}; infra/ runs ${SYSTEM_IMAGE}`);
+    await cluster.importImage(image.archive);
+    const eventing = await eventingImages(cluster.binDir);
+    for (const img of eventing.all) await cluster.importImage(img.archive);
+    step("images built and imported");
+
+    await kubectl("apply", "--server-side", "-f", await eventingManifest(eventing, work));
+    await kubectl(
+      "-n",
+      KNATIVE_NAMESPACE,
+      "wait",
+      "--for=condition=Available",
+      "--timeout=300s",
+      "deployment/eventing-controller",
+      "deployment/eventing-webhook",
+    );
+    step("Knative Eventing controller and webhook Available");
+
+    // The webhook's certificate and endpoints come a moment after its Deployment is Available: retry while the
+    // API server cannot call it yet.
+    await waitFor(
+      "infra/overlays/eventing-only applied",
+      async () => {
+        try {
+          return await kubectl("apply", "-k", join(repoRoot, "infra/overlays/eventing-only"));
+        } catch (err) {
+          if (/failed calling webhook|connection refused|no endpoints/i.test(String(err))) return undefined;
+          throw err;
+        }
+      },
+      { timeoutMs: 120_000, intervalMs: 1000 },
+    );
+    await kubectl(
+      "-n",
+      SYSTEM_NAMESPACE,
+      "wait",
+      "--for=condition=Available",
+      "--timeout=300s",
+      ...functionNames().map((n) => `deployment/${n}`),
+    );
+    step("functions Available");
+    for (const kind of ["apiserversources", "pingsources"])
+      await kubectl("-n", SYSTEM_NAMESPACE, "wait", "--for=condition=Ready", "--timeout=300s", kind, "--all");
+    step("sources Ready (adapters rendered and running by Knative's controller)");
+
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(cluster.kubeconfig);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const functions = new Map<string, string>();
+    for (const name of functionNames()) {
+      const svc = await core.readNamespacedService({ namespace: SYSTEM_NAMESPACE, name });
+      functions.set(name, `http://${svc.spec!.clusterIP}`);
+    }
+    const stop = async () => {
+      await cluster.stop();
+    };
+    return { cluster, kc, functions, kubectl, timings, stop };
+  } catch (err) {
+    await cluster.stop();
+    throw err;
+  }
+}
