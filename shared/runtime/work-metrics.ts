@@ -47,12 +47,16 @@ export function workMetrics(registry: Registry): WorkMetrics {
     labelNames: ["kind"],
     registers,
   });
-  // OpenShift's name for the CA's not-after, so existing alerts keep working.
-  const expiry = new Gauge({
-    name: "service_ca_expiry_time_seconds",
-    help: "Unix time at which the current service CA certificate expires",
-    registers,
-  });
+  // OpenShift's name for the CA's not-after, so existing alerts keep working. Registered with its first value:
+  // an unset gauge is exported as 0, which an expiry alert reads as a CA that expired in 1970, and a function
+  // that never loads the CA (the injectors) must not export the series at all.
+  let expiry: Gauge | undefined;
+  const expiryGauge = () =>
+    (expiry ??= new Gauge({
+      name: "service_ca_expiry_time_seconds",
+      help: "Unix time at which the current service CA certificate expires",
+      registers,
+    }));
   const metrics: WorkMetrics = {
     certificateIssued: (reason, seconds) => {
       issued.inc({ reason });
@@ -60,7 +64,7 @@ export function workMetrics(registry: Registry): WorkMetrics {
     },
     injected: (kind) => injections.inc({ kind }),
     writeSkipped: (kind) => skipped.inc({ kind }),
-    caNotAfter: (d) => expiry.set(Math.floor(d.getTime() / 1000)),
+    caNotAfter: (d) => expiryGauge().set(Math.floor(d.getTime() / 1000)),
   };
   byRegistry.set(registry, metrics);
   return metrics;

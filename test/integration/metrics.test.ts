@@ -110,5 +110,10 @@ describe("metrics", () => {
       s1.get(`service_ca_expiry_time_seconds{${fn("issue-serving-cert")}}`),
       Math.floor(caCert.notAfter.getTime() / 1000),
     );
+    // The injector never loads the CA: it exports no expiry at all (an unset gauge would read as 0, i.e. 1970).
+    assert.deepEqual(
+      [...i1.keys()].filter((k) => k.startsWith("service_ca_expiry_time_seconds")),
+      [],
+    );
   });
 });
