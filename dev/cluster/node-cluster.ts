@@ -58,6 +58,12 @@ export interface NodeCluster {
   images: { pause: string; coredns: string };
   /** seconds from the call to each step of the bring-up */
   timings: Record<string, number>;
+  /**
+   * The host as this cluster found it once it held the machine's node-cluster lock (another node cluster may
+   * have run until then): the sysctls the node changes and whether the host paths it writes to existed.
+   * The teardown puts these back.
+   */
+  foundHost: { sysctls: Record<string, string>; paths: Record<string, boolean> };
   /** `ctr images import` into the namespace the kubelet uses; pods then name it with imagePullPolicy: Never */
   importImage(archive: string): Promise<void>;
   /** Tears everything down (pods, node, control plane, host changes); resolves once the host is clean. */
@@ -91,6 +97,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
     await rm(dir, { recursive: true, force: true });
     throw err;
   });
+  mark("host lock");
   const reaper = startReaper();
   const p = nodePaths(dir);
   const procs: Tied[] = [];
@@ -242,6 +249,7 @@ export async function startNodeCluster(opts: NodeClusterOptions = {}): Promise<N
       plane: started,
       images: { pause: pause.name, coredns: coredns.name },
       timings,
+      foundHost: { sysctls: { ...ledger.data.sysctls }, paths: { ...ledger.data.existed } },
       importImage,
       stop: async () => {
         process.removeListener("SIGINT", onSignal);
