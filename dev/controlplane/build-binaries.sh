@@ -2,8 +2,8 @@
 # Builds the development cluster's programs from their upstream Go modules: etcd 3.5; kube-apiserver,
 # kube-controller-manager, kubectl, kubelet, kube-proxy and kube-scheduler 1.34; Knative Eventing's controller,
 # webhook and ApiServerSource/PingSource adapters; CoreDNS with the kubernetes plugin and no forwarding.
-# With --node it also builds what only the one-node cluster needs (node components, Knative controller and
-# webhook, CoreDNS); without it, only what the local system runs.
+# With --node it also builds what only the one-node cluster needs (node components, Knative Eventing's controller
+# and webhook, Knative Serving's webhook, CoreDNS); without it, only what the local system runs.
 # Each module's binaries are cached under a key of its go.mod/go.sum, so a second run builds nothing.
 # Prints the bin directory (holding links to every binary) on its last line.
 set -euo pipefail
@@ -28,6 +28,7 @@ node_targets=(
   "kubernetes kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler $k8s_ldflags"
   "knative controller knative.dev/eventing/cmd/controller -s -w"
   "knative webhook knative.dev/eventing/cmd/webhook -s -w"
+  "knative-serving serving-webhook knative.dev/serving/cmd/webhook -s -w"
   "coredns coredns servicecafunctions.local/controlplane/coredns -s -w"
 )
 [ "${1:-}" = --node ] && targets+=("${node_targets[@]}")
