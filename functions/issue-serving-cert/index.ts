@@ -10,6 +10,7 @@ import { forbidden } from "../../shared/runtime/errors.ts";
 import { workMetrics } from "../../shared/runtime/work-metrics.ts";
 import { KeyPool } from "../../shared/pki/key-pool.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { KeyedLimiter } from "../../shared/runtime/concurrency.ts";
 import { z } from "zod";
 
 export default defineFunction({
@@ -33,13 +34,23 @@ export default defineFunction({
       .max(16)
       .default(2)
       .describe("RSA keys generated at once by the pool (2 keeps a 2-core node's cores busy refilling)"),
+    MAX_IN_FLIGHT_PER_NAMESPACE: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(1000)
+      .default(2)
+      .describe(
+        "events of one namespace handled at once, the rest queued in order, so one tenant's churn cannot starve another's (0: no limit)",
+      ),
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
   ]),
-  init({ config, kube, clock, log, metrics }): ServingCertDeps {
+  init({ config, kube, clock, log, metrics }): ServingCertDeps & { perNamespace: KeyedLimiter } {
     return {
+      perNamespace: new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE),
       kube: kube(),
       ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
       clock,
@@ -63,21 +74,29 @@ export default defineFunction({
   async handle(event, { state, log }) {
     const { namespace, name, kind } = event.ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
-    const deps = { ...state, log };
-    if (kind === "Service") {
-      if (event.action === "delete") return { outcome: "service-gone" };
-      return { ...(await reconcileService(deps, namespace, name)) };
-    }
-    // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
-    if (state.ca.isCaSecret(event.ref))
-      throw forbidden(
-        `Secret ${namespace}/${name} is the CA's own Secret; issue-serving-cert does not act on it`,
-      );
-    // A Secret changed or went away: the Services that asked for it decide what happens.
-    const services = await servicesUsingSecret(state.kube, namespace, name);
-    const results = [];
-    for (const svc of services)
-      results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
-    return { outcome: results.length ? "checked" : "unrelated", services: results };
+    return state.perNamespace.run(namespace, () => handleInNamespace(event, namespace, { ...state, log }));
   },
 });
+
+async function handleInNamespace(
+  event: { ref: { name: string; kind: string }; action: string },
+  namespace: string,
+  deps: ServingCertDeps,
+) {
+  const { name, kind } = event.ref;
+  if (kind === "Service") {
+    if (event.action === "delete") return { outcome: "service-gone" };
+    return { ...(await reconcileService(deps, namespace, name)) };
+  }
+  // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
+  if (deps.ca.isCaSecret({ kind, namespace, name }))
+    throw forbidden(
+      `Secret ${namespace}/${name} is the CA's own Secret; issue-serving-cert does not act on it`,
+    );
+  // A Secret changed or went away: the Services that asked for it decide what happens.
+  const services = await servicesUsingSecret(deps.kube, namespace, name);
+  const results = [];
+  for (const svc of services)
+    results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
+  return { outcome: results.length ? "checked" : "unrelated", services: results };
+}
