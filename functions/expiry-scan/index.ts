@@ -8,6 +8,7 @@ import { CaStore } from "../../shared/ca-store/store.ts";
 import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 import { scanServices } from "../../shared/serving-cert/scan.ts";
+import { ScanGate } from "../../shared/serving-cert/scan-gate.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
 import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
@@ -58,6 +59,15 @@ export default defineFunction({
       .describe(
         "RSA keys generated at once while re-issuing: one core fewer than the machine has, so a rotation's other fan-out (injection) is not starved",
       ),
+    SCAN_MIN_INTERVAL_SECONDS: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(3600)
+      .default(0)
+      .describe(
+        "at most one scan start per this many seconds per process, kind of event and CA; a request inside it is answered with the last scan's summary, marked coalesced. Scans never overlap either way (infra/ sets 60)",
+      ),
   },
   // The bundle ConfigMap changes exactly when the CA does, and watching it needs no right to read Secrets.
   event: z.union([pingEvent, apiServerEvent([{ apiVersion: "v1", kind: "ConfigMap" }])]),
@@ -79,6 +89,7 @@ export default defineFunction({
         labelNames: ["outcome"],
         registers: [metrics],
       }),
+      gate: new ScanGate<Record<string, unknown>>(clock, config.SCAN_MIN_INTERVAL_SECONDS * 1000),
       deps: {
         kube: kube(),
         ca: new CaStore(kube(), where, clock, log, caExpiryGauge(metrics)),
@@ -86,6 +97,7 @@ export default defineFunction({
         log,
         validityDays: config.SERVING_CERT_VALIDITY_DAYS,
         refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
+        singleLabelNames: config.SERVING_CERT_SINGLE_LABEL_NAMES,
         metrics: workMetrics(metrics),
         keyPool: new KeyPool(0, "rsa-2048", config.SCAN_KEY_GENERATIONS),
       },
@@ -97,50 +109,56 @@ export default defineFunction({
         `expiry-scan reacts only to the CA bundle ConfigMap ${state.where.namespace}/${state.where.bundleConfigMapName}`,
       );
     }
-    const deps = { ...state.deps, log };
-    let material = await deps.ca.signingMaterial();
-    // The safety net for a missed daily ping: the CA itself is due and no rotation happened.
-    let rotated: Record<string, unknown> | undefined;
-    if (rotationDue(material.signer.cert, deps.clock.now(), state.minRemainingDays)) {
-      rotated = await rotateAndAnnounce(
-        {
-          ...deps,
-          store: deps.ca,
-          where: state.where,
-          component: COMPONENT,
-          now: deps.clock.now(),
-        },
-        `automatic (expiry-scan): fewer than ${state.minRemainingDays} days left`,
-        "overlap",
-      );
-      material = await deps.ca.signingMaterial();
-    }
-    const bundleRepublished = await deps.ca.publishBundle(material);
-    const scan = await scanServices(deps, state.concurrency);
-    for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
-    // On its ping, every annotated injection target too, page by page: stale bundles are re-injected even if
-    // every event and every injector's own repair ping was lost. A bundle change is the injectors' own event;
-    // repeating their fan-out here would only race them into writing each object twice.
-    const injectorDeps = {
-      kube: deps.kube,
-      clock: deps.clock,
-      log,
-      component: COMPONENT,
-      metrics: deps.metrics,
-    };
-    const injected: Record<string, FanOutResult> = {};
-    for (const target of event.source === "ping" ? allTargets : []) {
-      injected[target.kind] = await injectAll(injectorDeps, target, material.bundlePem);
-      state.reinjected.inc({ kind: target.kind }, injected[target.kind]!.injected);
-    }
-    log.info("scan summary", { ...scan, injected, bundleRepublished, rotated: rotated?.outcome ?? "no" });
-    return {
-      outcome: "scanned",
-      ca: material.name,
-      bundleRepublished,
-      rotated: rotated ?? null,
-      ...scan,
-      injected,
-    };
+    // One scan at a time, and (SCAN_MIN_INTERVAL_SECONDS) one start per interval: a flood of pings costs one
+    // scan. Another CA is another key, so a rotation's fan-out is never answered by a scan of the old CA.
+    const ca = (await state.deps.ca.existingMaterial())?.name ?? "none";
+    const { result, coalesced } = await state.gate.run(`${event.source}:${ca}`, async () => {
+      const deps = { ...state.deps, log };
+      let material = await deps.ca.signingMaterial();
+      // The safety net for a missed daily ping: the CA itself is due and no rotation happened.
+      let rotated: Record<string, unknown> | undefined;
+      if (rotationDue(material.signer.cert, deps.clock.now(), state.minRemainingDays)) {
+        rotated = await rotateAndAnnounce(
+          {
+            ...deps,
+            store: deps.ca,
+            where: state.where,
+            component: COMPONENT,
+            now: deps.clock.now(),
+          },
+          `automatic (expiry-scan): fewer than ${state.minRemainingDays} days left`,
+          "overlap",
+        );
+        material = await deps.ca.signingMaterial();
+      }
+      const bundleRepublished = await deps.ca.publishBundle(material);
+      const scan = await scanServices(deps, state.concurrency);
+      for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
+      // On its ping, every annotated injection target too, page by page: stale bundles are re-injected even if
+      // every event and every injector's own repair ping was lost. A bundle change is the injectors' own event;
+      // repeating their fan-out here would only race them into writing each object twice.
+      const injectorDeps = {
+        kube: deps.kube,
+        clock: deps.clock,
+        log,
+        component: COMPONENT,
+        metrics: deps.metrics,
+      };
+      const injected: Record<string, FanOutResult> = {};
+      for (const target of event.source === "ping" ? allTargets : []) {
+        injected[target.kind] = await injectAll(injectorDeps, target, material.bundlePem);
+        state.reinjected.inc({ kind: target.kind }, injected[target.kind]!.injected);
+      }
+      log.info("scan summary", { ...scan, injected, bundleRepublished, rotated: rotated?.outcome ?? "no" });
+      return {
+        outcome: "scanned",
+        ca: material.name,
+        bundleRepublished,
+        rotated: rotated ?? null,
+        ...scan,
+        injected,
+      };
+    });
+    return coalesced ? { ...result, coalesced } : result;
   },
 });

@@ -2,6 +2,8 @@
 
 const beta = "service.beta.openshift.io/";
 const alpha = "service.alpha.openshift.io/";
+/** This system's own bookkeeping, beside the OpenShift-compatible annotations. */
+const own = "service-ca-functions.dev/";
 
 export const annotations = {
   secretName: `${beta}serving-cert-secret-name`,
@@ -18,8 +20,14 @@ export const annotations = {
   shortNames: `${beta}serving-cert-short-names`,
   /** Alauda's variant (cert-manager + Kyverno): its Secrets always carry the two short names. */
   secretNameAlauda: "service.alauda.io/serving-cert-secret-name",
+  /** What the recorded failure is about (failures.ts causeOf): the same cause seen again is not counted again. */
+  failureCause: `${own}serving-cert-failure-cause`,
+  /** A Service given up on is re-checked by the scan from this time on (ISO 8601), with backoff. */
+  recheckAfter: `${own}serving-cert-recheck-after`,
+  recheckIntervalSeconds: `${own}serving-cert-recheck-interval-seconds`,
 } as const;
 
+/** Distinct causes of failure (not events, not scans) after which a Service is only re-checked with backoff. */
 export const MAX_FAILURES = 10;
 
 type Annotated = { metadata?: { annotations?: Record<string, string> } };

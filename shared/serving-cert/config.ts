@@ -15,4 +15,10 @@ export const servingCertConfigShape = {
     .lt(1)
     .default(1 / 3)
     .describe("re-issue when less than this fraction of the lifetime remains"),
+  SERVING_CERT_SINGLE_LABEL_NAMES: z
+    .stringbool()
+    .default(true)
+    .describe(
+      "issue the bare <svc> short name (Alauda's annotation, or serving-cert-short-names=true); false: <svc>.<ns> is the shortest. Set it alike on issue-serving-cert and expiry-scan",
+    ),
 };

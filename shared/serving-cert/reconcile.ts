@@ -21,6 +21,15 @@ import {
   wantsShortNames,
 } from "./annotations.ts";
 import { extraKeys, reissueReason, type SecretView } from "./decide.ts";
+import { isDnsLabel, MAX_COMMON_NAME, reservedName, secretNameProblem } from "./dns-names.ts";
+import {
+  alreadyRecorded,
+  causeOf,
+  FAILURE_ANNOTATIONS,
+  givenUp,
+  nextRecheck,
+  recheckDue,
+} from "./failures.ts";
 
 export interface ServingCertDeps {
   kube: Kube;
@@ -32,19 +41,28 @@ export interface ServingCertDeps {
   /** Pre-generated RSA keys; without one, each certificate generates its key while the caller waits. */
   keyPool?: KeyPool;
   metrics?: WorkMetrics;
+  /** Whether a bare `<svc>` may be among the short names (SERVING_CERT_SINGLE_LABEL_NAMES); default true. */
+  singleLabelNames?: boolean;
 }
 
 export interface ReconcileOptions {
   /**
-   * Count a failure again even when the Service already shows the same error. Events repeat (including the
-   * update our own annotation write causes), so only the periodic scan counts repeats: a foreign Secret costs
-   * one attempt per scan, and the tenth gives up.
+   * Look again at a Service given up on (the scan, when its re-check is due): if what stood in the way is gone
+   * it gets its certificate; if not, the next re-check is scheduled further out.
    */
-  countRepeatedFailure?: boolean;
+  recheckGivenUp?: boolean;
 }
 
 export type Outcome =
-  "service-gone" | "not-annotated" | "gave-up" | "foreign-secret" | "issued" | "stripped" | "current";
+  | "service-gone"
+  | "not-annotated"
+  | "gave-up"
+  | "foreign-secret"
+  | "invalid-secret-name"
+  | "name-too-long"
+  | "issued"
+  | "stripped"
+  | "current";
 
 export interface ReconcileResult {
   outcome: Outcome;
@@ -73,32 +91,99 @@ export async function reconcileService(
   );
 }
 
+/** Why a Service gets no certificate: each is counted once (by its cause), said on the Service and as an Event. */
+export interface Refusal {
+  kind: "refused";
+  secretName: string;
+  outcome: "foreign-secret" | "invalid-secret-name" | "name-too-long";
+  /** the Event's reason */
+  reason: string;
+  message: string;
+  cause: string;
+}
+
+export interface JudgeOptions {
+  now: Date;
+  refreshFraction: number;
+  singleLabelNames?: boolean;
+  /** judge a Service given up on as if it were not (a due re-check) */
+  recheckGivenUp?: boolean;
+}
+
 export type Verdict =
   | { kind: "not-annotated" }
   | { kind: "gave-up"; secretName: string }
-  | { kind: "foreign"; secretName: string; message: string }
+  | Refusal
   | { kind: "issue"; secretName: string; reason: string; hostnames: string[]; keyAlgorithm: KeyAlgorithm }
   | { kind: "strip"; secretName: string; keys: string[] }
   | { kind: "current"; secretName: string };
+
+/**
+ * What stops a Service from getting a certificate before any Secret is read: a Secret name the API server would
+ * refuse (or that would change the request path, like `a/b`), or names too long for the certificate's CN.
+ */
+export function refusalBeforeRead(
+  svc: k8s.V1Service,
+  opts: { singleLabelNames?: boolean } = {},
+): Refusal | undefined {
+  const secretName = requestedSecretName(svc);
+  if (!secretName) return undefined;
+  const problem = secretNameProblem(secretName);
+  if (problem)
+    return {
+      kind: "refused",
+      secretName,
+      outcome: "invalid-secret-name",
+      reason: "InvalidServingCertSecretName",
+      message: `The serving-cert Secret name ${problem}. Nothing is issued until the annotation names a valid Secret.`,
+      cause: causeOf("invalid-secret-name", secretName),
+    };
+  const hostnames = hostnamesFor(svc, opts);
+  // The CN is the first of the sorted names (shared/pki); X.509 caps a CN at 64 characters, as cert-manager does.
+  const cn = [...hostnames].sort()[0];
+  if (cn === undefined || cn.length > MAX_COMMON_NAME)
+    return {
+      kind: "refused",
+      secretName,
+      outcome: "name-too-long",
+      reason: "ServingCertNameTooLong",
+      message:
+        cn === undefined
+          ? "None of this Service's names may be certified."
+          : `The certificate's CN would be ${cn} (${cn.length} characters; X.509 allows at most ${MAX_COMMON_NAME}). Nothing is issued: shorten the Service's or the namespace's name.`,
+      cause: causeOf("name-too-long", cn ?? ""),
+    };
+  return undefined;
+}
 
 /** What a Service's Secret needs, judged from objects already read (by a GET or from a list page). */
 export async function judge(
   svc: k8s.V1Service,
   secret: k8s.V1Secret | undefined,
   material: CaMaterial,
-  now: Date,
-  refreshFraction: number,
+  opts: JudgeOptions,
 ): Promise<Verdict> {
+  const { now, refreshFraction } = opts;
   const namespace = svc.metadata!.namespace!;
   const secretName = requestedSecretName(svc);
   if (!secretName) return { kind: "not-annotated" };
-  if (failureCount(svc) >= MAX_FAILURES) return { kind: "gave-up", secretName };
+  if (givenUp(svc) && !opts.recheckGivenUp) return { kind: "gave-up", secretName };
+  const early = refusalBeforeRead(svc, opts);
+  if (early) return early;
   const uid = svc.metadata?.uid ?? "";
   if (secret && originatingUid(secret) !== uid) {
     const message = `Secret ${namespace}/${secretName} exists and was not created for this Service (uid ${uid}); it is left untouched. Delete it or choose another name.`;
-    return { kind: "foreign", secretName, message };
+    return {
+      kind: "refused",
+      secretName,
+      outcome: "foreign-secret",
+      reason: "ServingCertSecretConflict",
+      message,
+      // The same foreign Secret is one cause however often it is seen; a new one (deleted, re-created) is another.
+      cause: causeOf("foreign-secret", secret.metadata?.uid ?? ""),
+    };
   }
-  const hostnames = hostnamesFor(svc);
+  const hostnames = hostnamesFor(svc, opts);
   const keyAlgorithm: KeyAlgorithm =
     svc.metadata?.annotations?.[annotations.keyAlgorithm] === "ecdsa-p256" ? "ecdsa-p256" : "rsa-2048";
   const view: SecretView | undefined = secret
@@ -117,20 +202,27 @@ export async function judge(
   return { kind: "current", secretName };
 }
 
-/** The DNS names a Service's certificate carries. */
-export function hostnamesFor(svc: k8s.V1Service): string[] {
+/**
+ * The DNS names a Service's certificate carries. Never `localhost`, `kubernetes.default*` or a name that is not
+ * made of DNS labels; the bare `<svc>` only while `singleLabelNames` (a single label resolves in every namespace's
+ * search path, so it is not tied to this namespace).
+ */
+export function hostnamesFor(svc: k8s.V1Service, opts: { singleLabelNames?: boolean } = {}): string[] {
   const name = svc.metadata!.name!;
   const namespace = svc.metadata!.namespace!;
   const names = servingHostnames(name, namespace, svc.spec?.clusterIP === "None");
-  return wantsShortNames(svc) ? [...shortHostnames(name, namespace), ...names].sort() : names;
+  const short = wantsShortNames(svc)
+    ? shortHostnames(name, namespace).filter((n) => opts.singleLabelNames !== false || n.includes("."))
+    : [];
+  return [...short, ...names]
+    .filter((n) => n.replace(/^\*\./, "").split(".").every(isDnsLabel) && !reservedName(n))
+    .sort();
 }
 
-/** The Service already names the current CA and carries no error: nothing to write on it. */
+/** The Service already names the current CA and carries no failure: nothing to write on it. */
 export function serviceMarkedCurrent(svc: k8s.V1Service, material: CaMaterial): boolean {
   const a = svc.metadata?.annotations ?? {};
-  return (
-    a[annotations.signedBy] === material.name && !(annotations.error in a) && !(annotations.errorNum in a)
-  );
+  return a[annotations.signedBy] === material.name && FAILURE_ANNOTATIONS.every((k) => !(k in a));
 }
 
 async function reconcileOnce(
@@ -146,23 +238,30 @@ async function reconcileOnce(
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };
-  if (failureCount(svc) >= MAX_FAILURES) return { outcome: "gave-up", secret: secretName };
+  const recheck = givenUp(svc) && opts.recheckGivenUp === true && recheckDue(svc, deps.clock.now());
+  if (givenUp(svc) && !recheck) return { outcome: "gave-up", secret: secretName };
+  const judging = {
+    now: deps.clock.now(),
+    refreshFraction: deps.refreshFraction,
+    singleLabelNames: deps.singleLabelNames,
+    recheckGivenUp: recheck,
+  };
+  // Before any request path is built from the name.
+  const early = refusalBeforeRead(svc, judging);
+  if (early) return refuse(deps, svc, early, recheck);
 
   const material = await deps.ca.signingMaterial();
   const secret = await readOptional(`Secret ${namespace}/${secretName}`, () =>
     kube.core.readNamespacedSecret({ namespace, name: secretName }),
   );
-  const verdict = await judge(svc, secret, material, deps.clock.now(), deps.refreshFraction);
+  const verdict = await judge(svc, secret, material, judging);
   switch (verdict.kind) {
     case "not-annotated":
       return { outcome: "not-annotated" };
     case "gave-up":
       return { outcome: "gave-up", secret: secretName };
-    case "foreign":
-      if (svc.metadata?.annotations?.[annotations.error] !== verdict.message || opts.countRepeatedFailure) {
-        await recordFailure(deps, svc, verdict.message);
-      }
-      return { outcome: "foreign-secret", secret: secretName, reason: verdict.message };
+    case "refused":
+      return refuse(deps, svc, verdict, recheck);
     case "issue": {
       const started = performance.now();
       await issue(deps, svc, secretName, secret, material, verdict);
@@ -257,24 +356,48 @@ async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: C
       resourceVersion: svc.metadata?.resourceVersion,
       annotations: {
         [annotations.signedBy]: material.name,
-        [annotations.error]: null,
-        [annotations.errorNum]: null,
+        ...Object.fromEntries(FAILURE_ANNOTATIONS.map((k) => [k, null])),
       },
     },
   });
 }
 
-async function recordFailure(deps: ServingCertDeps, svc: k8s.V1Service, message: string): Promise<void> {
+/**
+ * A refusal, said once per cause: a cause the Service already records (another event, another scan, a forged
+ * ping) writes nothing and counts nothing, so no sender can spend a Service's budget. A due re-check of a Service
+ * given up on that finds the same cause only moves the next re-check further out.
+ */
+async function refuse(
+  deps: ServingCertDeps,
+  svc: k8s.V1Service,
+  refusal: Refusal,
+  recheck: boolean,
+): Promise<ReconcileResult> {
+  const result = { outcome: refusal.outcome, secret: refusal.secretName, reason: refusal.message };
+  const now = deps.clock.now();
+  if (alreadyRecorded(svc, refusal.cause, refusal.message)) {
+    if (recheck)
+      await mergePatch(deps.kube, serviceKey(svc), {
+        metadata: { resourceVersion: svc.metadata?.resourceVersion, annotations: nextRecheck(svc, now) },
+      });
+    return recheck ? { ...result, outcome: "gave-up" } : result;
+  }
   const count = failureCount(svc) + 1;
   await mergePatch(deps.kube, serviceKey(svc), {
     metadata: {
       resourceVersion: svc.metadata?.resourceVersion,
-      annotations: { [annotations.error]: message, [annotations.errorNum]: String(count) },
+      annotations: {
+        [annotations.error]: refusal.message,
+        [annotations.errorNum]: String(count),
+        [annotations.failureCause]: refusal.cause,
+        ...(count >= MAX_FAILURES ? nextRecheck(svc, now) : {}),
+      },
     },
   });
   deps.log.warn("serving certificate not issued", {
     service: `${svc.metadata?.namespace}/${svc.metadata?.name}`,
-    error: message,
+    reason: refusal.reason,
+    error: refusal.message,
     failures: count,
   });
   await recordEvent(
@@ -283,15 +406,16 @@ async function recordFailure(deps: ServingCertDeps, svc: k8s.V1Service, message:
     { ...serviceKey(svc), namespace: svc.metadata!.namespace!, uid: svc.metadata?.uid },
     {
       type: "Warning",
-      reason: "ServingCertSecretConflict",
+      reason: refusal.reason,
       message:
         count >= MAX_FAILURES
-          ? `${message} Giving up after ${count} attempts; clear ${annotations.errorNum} to retry.`
-          : message,
+          ? `${refusal.message} Given up after ${count} different causes: the scan looks again with backoff (from 1 h, doubling, up to 24 h), or clear ${annotations.errorNum} to retry now.`
+          : refusal.message,
       component: COMPONENT,
-      now: deps.clock.now(),
+      now,
     },
   );
+  return result;
 }
 
 const serviceKey = (svc: k8s.V1Service) => ({

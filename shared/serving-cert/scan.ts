@@ -5,6 +5,7 @@ import { forEachPage } from "../kube/pages.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
 import { requestedSecretName } from "./annotations.ts";
+import { recheckDue } from "./failures.ts";
 import {
   judge,
   reconcileService,
@@ -67,11 +68,17 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
   const check = async (svc: k8s.V1Service, listed: k8s.V1Secret | undefined) => {
     const ns = svc.metadata!.namespace!;
     try {
-      const verdict = await judge(svc, listed, material, now, deps.refreshFraction);
+      const verdict = await judge(svc, listed, material, {
+        now,
+        refreshFraction: deps.refreshFraction,
+        singleLabelNames: deps.singleLabelNames,
+      });
       if (verdict.kind === "current" && serviceMarkedCurrent(svc, material)) return tally("current");
-      if (verdict.kind === "gave-up") return tally("gave-up");
-      // Something to do (or a Secret the label did not find): the full reconcile re-reads before writing.
-      tally((await reconcileService(deps, ns, svc.metadata!.name!, { countRepeatedFailure: true })).outcome);
+      // Given up on: looked at again only when its re-check is due (backoff), so pings cannot make it cost more.
+      if (verdict.kind === "gave-up" && !recheckDue(svc, now)) return tally("gave-up");
+      // Something to do (or a Secret the label did not find): the full reconcile re-reads before writing. A cause
+      // already recorded on the Service is not counted again, however many scans see it.
+      tally((await reconcileService(deps, ns, svc.metadata!.name!, { recheckGivenUp: true })).outcome);
     } catch (err) {
       deps.log.warn("scan could not reconcile a Service", {
         service: `${ns}/${svc.metadata!.name}`,
