@@ -8,7 +8,7 @@ import { CaStore } from "../../shared/ca-store/store.ts";
 import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
 import { CSR_MIN_SECONDS } from "../../shared/pki/csr.ts";
 import { DAY_MS, SERVING_VALIDITY_DAYS } from "../../shared/pki/index.ts";
-import { SIGNER_NAME } from "../../shared/csr-signer/policy.ts";
+import { csrAllowedNames, SIGNER_NAME } from "../../shared/csr-signer/policy.ts";
 import { reconcileCsr, sweepCsrs, type CsrSignerDeps } from "../../shared/csr-signer/reconcile.ts";
 import { transient } from "../../shared/runtime/errors.ts";
 import { workMetrics } from "../../shared/runtime/work-metrics.ts";
@@ -17,9 +17,9 @@ import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 export default defineFunction({
   name: "sign-csr",
   description:
-    `signs approved CertificateSigningRequests of signerName ${SIGNER_NAME} with the service CA (a Failed ` +
-    "condition for a request it will not sign); optionally approves ServiceAccounts' requests for their own " +
-    "Services; a ping sweeps every request that still needs a step",
+    `signs approved CertificateSigningRequests of signerName ${SIGNER_NAME} with the service CA when the ` +
+    "requester may claim every name (a Failed condition and an Event for a request it will not sign); optionally " +
+    "approves ServiceAccounts' requests for their own Services; a ping sweeps every request that still needs a step",
   config: {
     ...caStoreConfigShape,
     CSR_MAX_EXPIRATION_SECONDS: z.coerce
@@ -37,6 +37,9 @@ export default defineFunction({
       .describe(
         "approve a ServiceAccount's CSR whose names are Services of its namespace it may update; deny its other CSRs",
       ),
+    CSR_ALLOWED_NAMES: csrAllowedNames.describe(
+      'JSON rules granting names beyond a ServiceAccount\'s own namespace\'s Services: [{"users"|"groups"|"serviceAccountNamespaces": [...], "namespaces": [...], "names": ["api.example.internal", "*.example.internal"]}]; nobody else gets any name',
+    ),
   },
   event: z.union([
     pingEvent,
@@ -52,6 +55,7 @@ export default defineFunction({
       log,
       autoApprove: config.AUTO_APPROVE,
       maxSeconds: config.CSR_MAX_EXPIRATION_SECONDS,
+      allowedNames: config.CSR_ALLOWED_NAMES,
       metrics: workMetrics(metrics),
     };
   },

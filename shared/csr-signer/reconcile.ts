@@ -9,8 +9,28 @@ import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { WorkMetrics } from "../runtime/work-metrics.ts";
 import { transient } from "../runtime/errors.ts";
-import { csrLifetimeSeconds, judgeServingRequest, signServingRequest } from "../pki/csr.ts";
-import { csrCondition, csrState, serviceAccountOf, serviceNamed, SIGNER_NAME } from "./policy.ts";
+import {
+  csrLifetimeSeconds,
+  judgeServingRequest,
+  signServingRequest,
+  type ServingRequest,
+} from "../pki/csr.ts";
+import { recordEvent } from "../kube/events.ts";
+import { capText } from "../runtime/logger.ts";
+import { MAX_COMMON_NAME } from "../serving-cert/dns-names.ts";
+import {
+  csrCondition,
+  csrState,
+  refusedNames,
+  serviceAccountOf,
+  serviceClaimed,
+  SIGNER_NAME,
+  type CsrNameRule,
+} from "./policy.ts";
+
+const COMPONENT = "service-ca-functions/sign-csr";
+/** Events about cluster-scoped objects live in `default`, as client-go's recorder puts them. */
+const EVENT_NAMESPACE = "default";
 
 export interface CsrSignerDeps {
   kube: Kube;
@@ -23,6 +43,8 @@ export interface CsrSignerDeps {
   /** The longest lifetime granted, and the lifetime of a CSR without spec.expirationSeconds. */
   maxSeconds: number;
   metrics: WorkMetrics;
+  /** What a cluster admin allows besides a ServiceAccount's own Services (CSR_ALLOWED_NAMES). */
+  allowedNames: readonly CsrNameRule[];
 }
 
 export interface CsrResult {
@@ -58,9 +80,15 @@ async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResu
   const state = csrState(csr);
   if (state === "signed" || state === "failed" || state === "denied") return { outcome: `already-${state}` };
   if (state === "pending") {
-    if (!deps.autoApprove) return { outcome: "awaiting-approval" };
+    if (!deps.autoApprove) {
+      await announce(deps, csr);
+      return { outcome: "awaiting-approval" };
+    }
     const decision = await autoApproval(deps, csr);
-    if (decision.verdict === "manual") return { outcome: "awaiting-approval", message: decision.message };
+    if (decision.verdict === "manual") {
+      await announce(deps, csr);
+      return { outcome: "awaiting-approval", message: decision.message };
+    }
     const type = decision.verdict === "approve" ? "Approved" : "Denied";
     csr = await write(`${type === "Approved" ? "approve" : "deny"} CertificateSigningRequest ${name}`, () =>
       deps.certificates.replaceCertificateSigningRequestApproval({
@@ -74,10 +102,40 @@ async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResu
   return sign(deps, csr);
 }
 
+type Judged = { ok: true; request: ServingRequest } | { ok: false; reason: string; message: string };
+
+/**
+ * The request as the signer judges it, approved or not: its form (shared/pki), then its names against the policy
+ * (policy.ts refusedNames) and the CN's X.509 bound. A human's approval never widens this.
+ */
+async function judgeRequest(deps: CsrSignerDeps, csr: Csr): Promise<Judged> {
+  const verdict = await judgeServingRequest(pemOf(csr), csr.spec.usages ?? []);
+  if (!verdict.ok) return verdict;
+  const { username, groups } = csr.spec;
+  const refused = refusedNames(verdict.request.dnsNames, { username, groups }, deps.allowedNames);
+  if (refused.length > 0)
+    return {
+      ok: false,
+      reason: "NameNotAllowed",
+      message: capText(
+        `${username ?? "the requester"} may not claim ${refused.map((r) => `${r.name} (${r.why})`).join("; ")}`,
+        1000,
+      ),
+    };
+  const cn = verdict.request.commonName;
+  if (cn.length > MAX_COMMON_NAME)
+    return {
+      ok: false,
+      reason: "CommonNameTooLong",
+      message: `the subject CN ${capText(cn, 80)} is ${cn.length} characters; X.509 allows at most ${MAX_COMMON_NAME}: ask with a shorter CN (one of the DNS names) or none`,
+    };
+  return verdict;
+}
+
 async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
   const started = performance.now();
   const name = csr.metadata!.name!;
-  const verdict = await judgeServingRequest(pemOf(csr), csr.spec.usages ?? []);
+  const verdict = await judgeRequest(deps, csr);
   const now = deps.clock.now();
   if (!verdict.ok) {
     await writeStatus(
@@ -86,6 +144,13 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
       withCondition(csr, csrCondition("Failed", verdict.reason, verdict.message, now)),
     );
     deps.log.info("refused to sign", { csr: name, reason: verdict.reason, message: verdict.message });
+    await recordEvent(deps.kube, deps.log, csrEventTarget(csr), {
+      type: "Warning",
+      reason: "CertificateRefused",
+      message: `${verdict.reason}: ${verdict.message}`,
+      component: COMPONENT,
+      now,
+    });
     return { outcome: "failed", reason: verdict.reason, message: verdict.message };
   }
   const material = await deps.ca.existingMaterial();
@@ -106,7 +171,50 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
   deps.metrics.certificateIssued("csr", (performance.now() - started) / 1000);
   const notAfter = cert.notAfter.toISOString();
   deps.log.info("signed", { csr: name, names: verdict.request.dnsNames, notAfter, ca: material.name });
+  await recordEvent(deps.kube, deps.log, csrEventTarget(csr), {
+    type: "Normal",
+    reason: "CertificateIssued",
+    message: capText(`signed for ${verdict.request.dnsNames.join(", ")} until ${notAfter}`, 1000),
+    component: COMPONENT,
+    now,
+  });
   return { outcome: "signed", notAfter };
+}
+
+const csrEventTarget = (csr: Csr) => ({
+  apiVersion: "certificates.k8s.io/v1",
+  kind: "CertificateSigningRequest",
+  name: csr.metadata!.name!,
+  namespace: EVENT_NAMESPACE,
+  uid: csr.metadata?.uid,
+});
+
+/** CSRs this process has already described to approvers (by uid), so repeated events write no Event. */
+const announced = new Set<string>();
+
+/**
+ * Tells an approver what a pending request asks for, and whether it would be signed, as an Event on the CSR
+ * (`kubectl get csr` does not show the names): once per CSR and process.
+ */
+async function announce(deps: CsrSignerDeps, csr: Csr): Promise<void> {
+  const uid = csr.metadata?.uid ?? csr.metadata!.name!;
+  if (announced.has(uid)) return;
+  const verdict = await judgeRequest(deps, csr);
+  const names = verdict.ok ? verdict.request.dnsNames.join(", ") : undefined;
+  await recordEvent(deps.kube, deps.log, csrEventTarget(csr), {
+    type: verdict.ok ? "Normal" : "Warning",
+    reason: "CertificateRequested",
+    message: capText(
+      verdict.ok
+        ? `asks for DNS names ${names} (CN ${verdict.request.commonName}, ${verdict.request.key}); signed once approved`
+        : `will not be signed even if approved: ${verdict.reason}: ${verdict.message}`,
+      1000,
+    ),
+    component: COMPONENT,
+    now: deps.clock.now(),
+  });
+  announced.add(uid);
+  if (announced.size > 4096) announced.delete(announced.values().next().value!);
 }
 
 type Decision =
@@ -127,16 +235,13 @@ async function autoApproval(deps: CsrSignerDeps, csr: Csr): Promise<Decision> {
     reason,
     message: `auto-approval: ${message}`,
   });
-  const verdict = await judgeServingRequest(pemOf(csr), csr.spec.usages ?? []);
+  // The signer's own policy first: what it would refuse to sign is denied, not approved and then failed.
+  const verdict = await judgeRequest(deps, csr);
   if (!verdict.ok) return deny(verdict.reason, verdict.message);
   const ns = requester.namespace;
-  const foreign = verdict.request.dnsNames.filter((n) => !serviceNamed(n, ns));
-  if (foreign.length > 0)
-    return deny(
-      "NameNotAllowed",
-      `${foreign.join(", ")} ${foreign.length > 1 ? "are not names" : "is not a name"} of a Service in the requester's namespace ${ns} (<svc>, <svc>.${ns}, <svc>.${ns}.svc, <svc>.${ns}.svc.cluster.local)`,
-    );
-  const services = [...new Set(verdict.request.dnsNames.map((n) => serviceNamed(n, ns)!))].sort();
+  // Names of its own namespace's Services need the Service and the right to update it; names a cluster admin
+  // allowed (CSR_ALLOWED_NAMES) need nothing more.
+  const services = [...new Set(verdict.request.dnsNames.flatMap((n) => serviceClaimed(n, ns) ?? []))].sort();
   for (const svc of services) {
     const found = await readOptional(`Service ${ns}/${svc}`, () =>
       deps.kube.core.readNamespacedService({ namespace: ns, name: svc }),

@@ -45,7 +45,12 @@ const signerLog = () => join(dir, "sign-csr.log");
 async function startSigner(autoApprove: boolean) {
   signer = await startFunction("sign-csr", {
     kubeconfig: await functionKubeconfig(cluster, "sign-csr"),
-    env: { LOG_LEVEL: "info", AUTO_APPROVE: String(autoApprove) },
+    env: {
+      LOG_LEVEL: "info",
+      AUTO_APPROVE: String(autoApprove),
+      // The cluster admin (a person, not a ServiceAccount) gets this namespace's Service names, and nothing else.
+      CSR_ALLOWED_NAMES: JSON.stringify([{ users: ["admin"], namespaces: [ns] }]),
+    },
     logFile: signerLog(),
     port: signerPort,
   });
@@ -301,6 +306,26 @@ describe("sign-csr (signerName service-ca.dev/serving), manual approval", () => 
     await certificates.deleteCertificateSigningRequest({ name: "web-unapproved" });
   });
 
+  it("an approved CSR naming what the requester may not claim gets Failed NameNotAllowed and an Event, and no certificate", async () => {
+    await requestCertificate("web-apiserver", [`web.${ns}.svc`, "kubernetes.default.svc", `db.${other}.svc`]);
+    await kubectl(admin(), "certificate", "approve", "web-apiserver");
+    const csr = await waitForCsr("web-apiserver", "Failed", (c) => Boolean(condition(c, "Failed")));
+    const failed = condition(csr, "Failed")!;
+    assert.equal(failed.reason, "NameNotAllowed");
+    assert.match(failed.message!, /; kubernetes\.default\.svc \(the API server's own names/);
+    assert.match(failed.message!, new RegExp(`db\\.${other}\\.svc \\(not a Service name of ${ns}`));
+    assert.doesNotMatch(failed.message!, new RegExp(`claim web\\.${ns}\\.svc`));
+    assert.equal(csr.status?.certificate, undefined);
+    const events = await kubectl(
+      admin(),
+      ...["get", "events", "-n", "default", "--field-selector", "involvedObject.name=web-apiserver"],
+      ...["-o", 'jsonpath={range .items[*]}{.reason}: {.message}{"\\n"}{end}'],
+    );
+    assert.match(events, /CertificateRefused: NameNotAllowed: .*kubernetes\.default\.svc/);
+    // Before approval the signer told the approver what was asked for, and that it would not sign it.
+    assert.match(events, /CertificateRequested: will not be signed even if approved: NameNotAllowed/);
+  });
+
   it("an approved CSR asking for client auth gets Failed with a reason, and no certificate", async () => {
     await requestCertificate("web-client-auth", [`web.${ns}.svc`], {
       usages: ["server auth", "client auth"],
@@ -335,8 +360,13 @@ describe("sign-csr with AUTO_APPROVE=true", () => {
     assert.match(await openssl("verify", "-CAfile", "bundle.crt", "web-missed.crt"), /OK/);
   });
 
-  it("a ServiceAccount's CSR for its own Service (all four name forms) is approved and signed", async () => {
-    const names = [`web.${ns}.svc`, `web.${ns}.svc.cluster.local`, `web.${ns}`, "web"];
+  it("a ServiceAccount's CSR for its own Service (the .svc names and the wildcards) is approved and signed", async () => {
+    const names = [
+      `web.${ns}.svc`,
+      `web.${ns}.svc.cluster.local`,
+      `*.web.${ns}.svc`,
+      `*.web.${ns}.svc.cluster.local`,
+    ];
     await requestCertificate("web-auto", names);
     const csr = await waitForCsr("web-auto", "a certificate", (c) => Boolean(c.status?.certificate));
     const approved = condition(csr, "Approved")!;
@@ -349,7 +379,8 @@ describe("sign-csr with AUTO_APPROVE=true", () => {
     await publishedBundle();
     assert.match(await openssl("verify", "-CAfile", "bundle.crt", "web-auto.crt"), /web-auto.crt: OK/);
     const text = await openssl("x509", "-in", "web-auto.crt", "-noout", "-text");
-    for (const n of names) assert.match(text, new RegExp(`DNS:${n.replaceAll(".", "\\.")}(,|\\s*\\n)`));
+    for (const n of names)
+      assert.match(text, new RegExp(`DNS:${n.replaceAll(".", "\\.").replaceAll("*", "\\*")}(,|\\s*\\n)`));
     // Without spec.expirationSeconds: the configured maximum, the serving-certificate validity (730 days).
     const dates = await openssl("x509", "-in", "web-auto.crt", "-noout", "-startdate", "-enddate");
     const [from, to] = [/notBefore=(.*)/, /notAfter=(.*)/].map((r) => Date.parse(r.exec(dates)![1]!));
@@ -363,7 +394,7 @@ describe("sign-csr with AUTO_APPROVE=true", () => {
     assert.equal(denied.reason, "NameNotAllowed");
     assert.match(
       denied.message!,
-      new RegExp(`db\\.${other}\\.svc is not a name of a Service in the requester's namespace ${ns}`),
+      new RegExp(`may not claim db\\.${other}\\.svc \\(not a Service name of ${ns}\\b`),
     );
     assert.equal(condition(csr, "Approved"), undefined);
     assert.equal(csr.status?.certificate, undefined);
@@ -380,6 +411,16 @@ describe("sign-csr with AUTO_APPROVE=true", () => {
     );
   });
 
+  it("short names are not the requester's to claim: denied, not approved", async () => {
+    await requestCertificate("web-short", [`web.${ns}.svc`, `web.${ns}`, "web"]);
+    const csr = await waitForCsr("web-short", "Denied", (c) => Boolean(condition(c, "Denied")));
+    assert.equal(condition(csr, "Denied")!.reason, "NameNotAllowed");
+    assert.match(
+      condition(csr, "Denied")!.message!,
+      new RegExp(`may not claim web \\(.*\\); web\\.${ns} \\(`),
+    );
+  });
+
   it("a request from a person is left to a human, and kubectl certificate approve still works", async () => {
     await requestCertificate("admin-web", [`web.${ns}.svc`], { who: admin() });
     await waitFor("sign-csr to leave it pending", async () =>
@@ -390,5 +431,10 @@ describe("sign-csr with AUTO_APPROVE=true", () => {
     await issuedCertificate("admin-web");
     await publishedBundle();
     assert.match(await openssl("verify", "-CAfile", "bundle.crt", "admin-web.crt"), /OK/);
+    // The approval does not widen CSR_ALLOWED_NAMES: the admin's rule names this namespace only.
+    await requestCertificate("admin-other", [`db.${other}.svc`], { who: admin() });
+    await kubectl(admin(), "certificate", "approve", "admin-other");
+    const failed = await waitForCsr("admin-other", "Failed", (c) => Boolean(condition(c, "Failed")));
+    assert.equal(condition(failed, "Failed")!.reason, "NameNotAllowed");
   });
 });

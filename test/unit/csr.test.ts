@@ -22,7 +22,7 @@ import {
   type CsrVerdict,
   type ServingRequest,
 } from "../../shared/pki/csr.ts";
-import { csrCondition, csrState, serviceAccountOf, serviceNamed } from "../../shared/csr-signer/policy.ts";
+import { csrCondition, csrState, serviceAccountOf, serviceClaimed } from "../../shared/csr-signer/policy.ts";
 import { openssl } from "../support/tls.ts";
 
 const t0 = new Date("2026-01-01T00:00:00Z");
@@ -274,19 +274,27 @@ describe("the signer's rules", () => {
     assert.equal(serviceAccountOf(undefined), undefined);
   });
 
-  it("maps the four name forms of a Service to it, in the requester's namespace only", () => {
-    for (const n of ["web", "web.shop", "web.shop.svc", "web.shop.svc.cluster.local"])
-      assert.equal(serviceNamed(n, "shop"), "web", n);
+  it("maps the four claimable name forms of a Service to it, in the requester's namespace only", () => {
     for (const n of [
+      "web.shop.svc",
+      "web.shop.svc.cluster.local",
+      "*.web.shop.svc",
+      "*.web.shop.svc.cluster.local",
+    ])
+      assert.equal(serviceClaimed(n, "shop"), "web", n);
+    for (const n of [
+      "web",
+      "web.shop",
       "web.other.svc",
       "web.other",
       "web.shop.svc.example.com",
-      "*.web.shop.svc",
       "a.web.shop.svc",
+      "*.*.web.shop.svc",
       "shop.svc",
+      "*.shop.svc",
       "1web.shop.svc",
     ])
-      assert.equal(serviceNamed(n, "shop"), undefined, n);
+      assert.equal(serviceClaimed(n, "shop"), undefined, n);
   });
 
   it("reads where a CSR stands from its status", () => {
