@@ -12,7 +12,7 @@ import { ScanGate } from "../../shared/serving-cert/scan-gate.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
 import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
 import { rotationDue } from "../../shared/pki/index.ts";
-import { Counter } from "prom-client";
+import { Counter, Gauge } from "prom-client";
 import { workMetrics } from "../../shared/runtime/work-metrics.ts";
 import { KeyPool } from "../../shared/pki/key-pool.ts";
 import { availableParallelism } from "node:os";
@@ -27,6 +27,8 @@ import {
 import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
 
 const COMPONENT = "service-ca-functions/expiry-scan";
+/** Outcomes exported as 0 when a scan found none, so an alert sees "none" rather than no data. */
+const SCAN_OUTCOMES = ["issued", "current", "stripped", "foreign-secret", "gave-up", "failed"];
 const allTargets = [
   configMapTarget,
   apiServiceTarget,
@@ -89,6 +91,19 @@ export default defineFunction({
         labelNames: ["outcome"],
         registers: [metrics],
       }),
+      // What the last scan found, as gauges: expiry-scan scales to zero between pings, so a scrape sees a fresh
+      // process whose counters never show an increase; a gauge of the last scan is what an alert can read.
+      lastScan: new Gauge({
+        name: "service_ca_last_scan_services",
+        help: "Annotated Services by outcome in expiry-scan's last scan (gave-up and foreign-secret: given up on)",
+        labelNames: ["outcome"],
+        registers: [metrics],
+      }),
+      lastScanTime: new Gauge({
+        name: "service_ca_last_scan_timestamp_seconds",
+        help: "Unix time at which expiry-scan last completed a scan of every annotated Service",
+        registers: [metrics],
+      }),
       gate: new ScanGate<Record<string, unknown>>(clock, config.SCAN_MIN_INTERVAL_SECONDS * 1000),
       deps: {
         kube: kube(),
@@ -134,6 +149,10 @@ export default defineFunction({
       const bundleRepublished = await deps.ca.publishBundle(material);
       const scan = await scanServices(deps, state.concurrency);
       for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
+      for (const outcome of new Set([...SCAN_OUTCOMES, ...Object.keys(scan.outcomes)])) {
+        state.lastScan.set({ outcome }, scan.outcomes[outcome as keyof typeof scan.outcomes] ?? 0);
+      }
+      state.lastScanTime.set(Math.floor(deps.clock.now().getTime() / 1000));
       // On its ping, every annotated injection target too, page by page: stale bundles are re-injected even if
       // every event and every injector's own repair ping was lost. A bundle change is the injectors' own event;
       // repeating their fan-out here would only race them into writing each object twice.

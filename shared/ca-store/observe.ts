@@ -8,10 +8,13 @@ import type { Logger } from "../runtime/logger.ts";
 import type { CaMaterial } from "./store.ts";
 import type { CaLocation } from "./layout.ts";
 
-/** Sets `service_ca_expiry_time_seconds` from the CA in use. */
+/** Sets `service_ca_expiry_time_seconds` and the trusted bundle's oldest not-after from the CA in use. */
 export function caExpiryGauge(registry: Registry): (material: CaMaterial) => void {
   const metrics = workMetrics(registry);
-  return (m) => metrics.caNotAfter(m.signer.cert.notAfter);
+  return (m) => {
+    metrics.caNotAfter(m.signer.cert.notAfter);
+    metrics.trustedNotAfters(m.bundle.map((c) => c.notAfter));
+  };
 }
 
 const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");

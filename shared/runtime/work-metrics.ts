@@ -7,6 +7,8 @@ export interface WorkMetrics {
   /** An object was already what it should be, so nothing was written. */
   writeSkipped(kind: string): void;
   caNotAfter(notAfter: Date): void;
+  /** The not-after of every CA certificate in the bundle this function trusts (current, and previous in an overlap). */
+  trustedNotAfters(notAfters: Date[]): void;
 }
 
 export const noWorkMetrics: WorkMetrics = {
@@ -14,6 +16,7 @@ export const noWorkMetrics: WorkMetrics = {
   injected: () => {},
   writeSkipped: () => {},
   caNotAfter: () => {},
+  trustedNotAfters: () => {},
 };
 
 const byRegistry = new WeakMap<Registry, WorkMetrics>();
@@ -57,6 +60,15 @@ export function workMetrics(registry: Registry): WorkMetrics {
       help: "Unix time at which the current service CA certificate expires",
       registers,
     }));
+  // The earliest not-after in the trusted bundle: past it, a CA that has expired is still trusted (the previous
+  // CA outstayed its overlap). Registered with its first value, like the expiry above.
+  let oldest: Gauge | undefined;
+  const oldestGauge = () =>
+    (oldest ??= new Gauge({
+      name: "service_ca_trusted_oldest_expiry_time_seconds",
+      help: "Unix time at which the earliest-expiring CA certificate in the bundle this function trusts expires",
+      registers,
+    }));
   const metrics: WorkMetrics = {
     certificateIssued: (reason, seconds) => {
       issued.inc({ reason });
@@ -65,6 +77,9 @@ export function workMetrics(registry: Registry): WorkMetrics {
     injected: (kind) => injections.inc({ kind }),
     writeSkipped: (kind) => skipped.inc({ kind }),
     caNotAfter: (d) => expiryGauge().set(Math.floor(d.getTime() / 1000)),
+    trustedNotAfters: (ds) => {
+      if (ds.length > 0) oldestGauge().set(Math.floor(Math.min(...ds.map((d) => d.getTime())) / 1000));
+    },
   };
   byRegistry.set(registry, metrics);
   return metrics;
