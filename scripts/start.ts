@@ -5,7 +5,6 @@
 // the project's image (needs root: it creates network links, mounts and iptables rules, all removed at stop).
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
 import { startDeployedSystem } from "../dev/cluster/deployed-system.ts";
-import { removeBundles } from "../dev/local-system/bundles.ts";
 
 const args = process.argv.slice(2);
 if (args.includes("--help") || args.includes("-h")) {
@@ -31,7 +30,6 @@ const stop = async (code: number) => {
   stopping = true;
   console.log("stopping...");
   await stopSystem?.();
-  await removeBundles();
   console.log("stopped; nothing left running");
   process.exit(code);
 };

@@ -6,7 +6,7 @@ import { join, relative, sep } from "node:path";
 import { startControlPlane } from "../dev/controlplane/control-plane.ts";
 import { clusterEnv } from "../test/support/cluster.ts";
 import { installInfra } from "../dev/local-system/local-system.ts";
-import { functionBundles, removeBundles } from "../dev/local-system/bundles.ts";
+import { functionBundles } from "../dev/local-system/bundles.ts";
 
 const root = process.cwd();
 const args = process.argv.slice(2);
@@ -60,7 +60,6 @@ const plane = await startControlPlane({ log: (l) => console.log(`[control-plane]
 await installInfra(plane);
 const stop = async () => {
   await plane.stop();
-  await removeBundles();
 };
 process.once("SIGINT", () => void stop().then(() => process.exit(130)));
 process.once("SIGTERM", () => void stop().then(() => process.exit(143)));
