@@ -7,7 +7,7 @@ import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../dev/controlplane/control-plane.ts";
 import { installInfra, serviceAccountKubeconfig } from "../dev/local-system/local-system.ts";
 import { startFunction } from "../dev/local-system/function-hosts.ts";
-import { deliver, pingEvent } from "../dev/events.ts";
+import { deliver, sourceToken, pingEvent } from "../dev/events.ts";
 import { buildFunctions } from "../scripts/build.ts";
 import { annotations } from "../shared/serving-cert/annotations.ts";
 import { hostnamesFor } from "../shared/serving-cert/reconcile.ts";
@@ -75,7 +75,11 @@ try {
     });
   let scan = await start();
   const ping = async () => {
-    const res = await deliver(scan.url, pingEvent(CA_NS, "bench", { reason: "bench" }));
+    const res = await deliver(
+      scan.url,
+      pingEvent(CA_NS, "bench", { reason: "bench" }),
+      await sourceToken(kc, scan.name),
+    );
     if (res.status !== 200)
       throw new Error(`expiry-scan answered ${res.status}: ${JSON.stringify(res.json)}`);
     return res.json as Record<string, unknown>;

@@ -1,5 +1,8 @@
-// CloudEvents exactly as Knative's ApiServerSource and PingSource send them (binary mode), for tests.
+// CloudEvents exactly as Knative's ApiServerSource and PingSource send them (binary mode), for tests, with the
+// bearer token a source sends when Knative's OIDC sender authentication is on.
 import { randomUUID } from "node:crypto";
+import * as k8s from "@kubernetes/client-node";
+import { knativeOidcServiceAccount, SOURCE_NAMESPACE } from "../shared/runtime/event-senders.ts";
 
 export interface ObjectLike {
   apiVersion: string;
@@ -61,8 +64,63 @@ export function pingEvent(
   };
 }
 
-export async function deliver(url: string, ev: { headers: Record<string, string>; body: string }) {
-  const res = await fetch(url, { method: "POST", headers: ev.headers, body: ev.body });
+/**
+ * POSTs `ev` as a source would. `token` is the sender's (`sourceToken`); undefined sends none, as a forger
+ * might.
+ */
+export async function deliver(
+  url: string,
+  ev: { headers: Record<string, string>; body: string },
+  token: string | undefined,
+) {
+  const headers = token ? { ...ev.headers, authorization: `Bearer ${token}` } : ev.headers;
+  const res = await fetch(url, { method: "POST", headers, body: ev.body });
   const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   return { status: res.status, json };
+}
+
+interface SourceObject {
+  kind: "ApiServerSource" | "PingSource";
+  metadata: { name: string };
+  spec: { sink: { ref: { name: string }; audience?: string } };
+}
+
+const tokens = new Map<string, Promise<{ token: string; until: number }>>();
+
+/**
+ * A token of one of function `fn`'s sources, as Knative's adapter gets it: TokenRequest for the source's OIDC
+ * ServiceAccount with the audience of its sink (infra/ sets it), one hour. `kc` must be allowed to create tokens
+ * for ServiceAccounts of the system namespace (the admin). Cached per API server and function for 50 minutes.
+ */
+export async function sourceToken(kc: k8s.KubeConfig, fn: string): Promise<string> {
+  const key = `${kc.getCurrentCluster()?.server}|${fn}`;
+  const hit = await tokens.get(key)?.catch(() => undefined);
+  if (hit && hit.until > Date.now()) return hit.token;
+  const cached = (async () => {
+    const co = kc.makeApiClient(k8s.CustomObjectsApi);
+    const list = async (plural: string, kind: SourceObject["kind"]) =>
+      (
+        (await co.listNamespacedCustomObject({
+          group: "sources.knative.dev",
+          version: "v1",
+          namespace: SOURCE_NAMESPACE,
+          plural,
+        })) as { items: SourceObject[] }
+      ).items.map((s) => ({ ...s, kind }));
+    const sources = [
+      ...(await list("apiserversources", "ApiServerSource")),
+      ...(await list("pingsources", "PingSource")),
+    ].filter((s) => s.spec.sink.ref.name === fn && s.spec.sink.audience);
+    const source = sources[0];
+    if (!source) throw new Error(`no source in ${SOURCE_NAMESPACE} delivers to ${fn} with an audience`);
+    const issued = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
+      namespace: SOURCE_NAMESPACE,
+      name: knativeOidcServiceAccount({ kind: source.kind, name: source.metadata.name }),
+      body: { spec: { audiences: [source.spec.sink.audience!], expirationSeconds: 3600 } },
+    });
+    return { token: issued.status!.token, until: Date.now() + 50 * 60_000 };
+  })();
+  tokens.set(key, cached);
+  cached.catch(() => tokens.delete(key));
+  return (await cached).token;
 }

@@ -8,8 +8,9 @@ import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../controlplane/control-plane.ts";
 import { startFunction, type RunningFunction } from "./function-hosts.ts";
 import { freePort, spawnTied, type Tied } from "../processes.ts";
-import { deliver, pingEvent } from "../events.ts";
+import { deliver, pingEvent, sourceToken } from "../events.ts";
 import { functionNames } from "../../shared/runtime/names.ts";
+import { knativeChildName, knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 import { knativeCrdManifest } from "./knative-crds.ts";
 
 const run = promisify(execFile);
@@ -45,6 +46,85 @@ export async function installInfra(
     "crd/services.serving.knative.dev",
   );
   await kubectl("apply", "-k", join(repoRoot, "infra"));
+  await createOidcIdentities(plane);
+}
+
+/**
+ * What Knative's source reconcilers do with `authentication-oidc: enabled` (pkg/auth SetupOIDCServiceAccount,
+ * apiserversource createOIDCRole/RoleBinding), for the sources infra/ created, since no eventing controller runs
+ * here: each source's own OIDC ServiceAccount (owned by the source), and for an ApiServerSource a Role letting its
+ * spec.serviceAccountName request tokens for it. mtping requests its PingSources' tokens with its ClusterRole.
+ */
+async function createOidcIdentities(plane: Pick<ControlPlane, "kubeconfig">): Promise<void> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(plane.kubeconfig);
+  const co = kc.makeApiClient(k8s.CustomObjectsApi);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+  const ignoreExists = (err: unknown) => {
+    if (!(err instanceof k8s.ApiException && err.code === 409)) throw err;
+  };
+  const labels = { "eventing.knative.dev/oidc": "enabled" };
+  for (const [plural, kind] of [
+    ["apiserversources", "ApiServerSource"],
+    ["pingsources", "PingSource"],
+  ] as const) {
+    const { items } = (await co.listNamespacedCustomObject({
+      group: "sources.knative.dev",
+      version: "v1",
+      namespace: SYSTEM_NAMESPACE,
+      plural,
+    })) as {
+      items: Array<{ metadata: { name: string; uid: string }; spec: { serviceAccountName?: string } }>;
+    };
+    for (const src of items) {
+      const sa = knativeOidcServiceAccount({ kind, name: src.metadata.name });
+      const owner = {
+        apiVersion: "sources.knative.dev/v1",
+        kind,
+        name: src.metadata.name,
+        uid: src.metadata.uid,
+        controller: true,
+        blockOwnerDeletion: false,
+      };
+      await core
+        .createNamespacedServiceAccount({
+          namespace: SYSTEM_NAMESPACE,
+          body: { metadata: { name: sa, labels, ownerReferences: [owner] } },
+        })
+        .catch(ignoreExists);
+      if (kind !== "ApiServerSource" || !src.spec.serviceAccountName) continue;
+      const role = knativeChildName(src.metadata.name, "-create-oidc-token");
+      await rbac
+        .createNamespacedRole({
+          namespace: SYSTEM_NAMESPACE,
+          body: {
+            metadata: { name: role, labels, ownerReferences: [owner] },
+            rules: [
+              {
+                apiGroups: [""],
+                resources: ["serviceaccounts/token"],
+                resourceNames: [sa],
+                verbs: ["create"],
+              },
+            ],
+          },
+        })
+        .catch(ignoreExists);
+      await rbac
+        .createNamespacedRoleBinding({
+          namespace: SYSTEM_NAMESPACE,
+          body: {
+            metadata: { name: role, labels, ownerReferences: [owner] },
+            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role },
+            subjects: [
+              { kind: "ServiceAccount", name: src.spec.serviceAccountName, namespace: SYSTEM_NAMESPACE },
+            ],
+          },
+        })
+        .catch(ignoreExists);
+    }
+  }
 }
 
 /** A kubeconfig that authenticates as a ServiceAccount of the system namespace (TokenRequest, 24 h). */
@@ -78,6 +158,8 @@ export interface LocalSystemOptions {
   log?: (line: string) => void;
   /** Extra environment for every function (e.g. LOG_LEVEL). */
   functionEnv?: Record<string, string>;
+  /** The kubeconfig a function runs with instead of its own (e.g. its own, through a counting proxy). */
+  functionKubeconfig?: (fn: string, own: string) => Promise<string>;
   /** Runs once infra/ is applied and before any event source starts (objects the sources will never replay). */
   beforeSources?: (kc: k8s.KubeConfig) => Promise<void>;
 }
@@ -106,8 +188,9 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
     const logs = join(plane.dir, "logs");
     await Promise.all(
       functionNames().map(async (name) => {
+        const own = await kubeconfigFor(name);
         const fn = await startFunction(name, {
-          kubeconfig: await kubeconfigFor(name),
+          kubeconfig: opts.functionKubeconfig ? await opts.functionKubeconfig(name, own) : own,
           logFile: join(logs, `${name}.log`),
           env: { ...(opts.functionEnv ?? {}) },
         });
@@ -162,6 +245,7 @@ export async function startLocalSystem(opts: LocalSystemOptions = {}): Promise<L
       const res = await deliver(
         functions.get(name)!.url,
         pingEvent(SYSTEM_NAMESPACE, "startup", { reason: "startup" }),
+        await sourceToken(kc, name),
       );
       if (res.status !== 200)
         log(`startup repair of ${name} answered ${res.status}: ${JSON.stringify(res.json)}`);
@@ -187,7 +271,7 @@ export interface ApiServerSource {
         matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
       };
     }>;
-    sink: { ref: { name: string } };
+    sink: { ref: { name: string }; audience?: string };
   };
 }
 
@@ -243,6 +327,17 @@ export function adapterEnv(
     METRICS_DOMAIN: "knative.dev/eventing",
     POD_NAME: `${src.metadata.name}-adapter`,
     PROFILING_PORT: profilingPort,
+    // With authentication-oidc enabled the reconciler adds these (receive_adapter.go makeEnv): the adapter then
+    // sends every event with a token for its own OIDC identity and the sink's audience.
+    ...(src.spec.sink.audience
+      ? {
+          K_AUDIENCE: src.spec.sink.audience,
+          K_OIDC_SERVICE_ACCOUNT: knativeOidcServiceAccount({
+            kind: "ApiServerSource",
+            name: src.metadata.name,
+          }),
+        }
+      : {}),
   };
 }
 
@@ -271,7 +366,7 @@ async function startPingAdapter(
   })) as {
     items: Array<{
       metadata: { name: string; generation?: number };
-      spec: { sink: { ref: { name: string } } };
+      spec: { sink: { ref: { name: string }; audience?: string } };
     }>;
   };
   for (const p of pings.items)
@@ -280,6 +375,7 @@ async function startPingAdapter(
       p.metadata.name,
       sinkUrl(p.spec.sink.ref.name),
       p.metadata.generation ?? 1,
+      p.spec.sink.audience,
     );
   sources.push(
     spawnTied("mtping", join(plane.binDir, "mtping"), ["--disable-ha", "--kubeconfig", plane.kubeconfig], {
@@ -305,12 +401,20 @@ export async function markPingSourceReady(
   name: string,
   sinkUri: string,
   generation = 1,
+  sinkAudience?: string,
 ): Promise<void> {
   const now = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
   const status = {
     status: {
       observedGeneration: generation,
       sinkUri,
+      // As the reconciler marks them with OIDC on: mtping sends with a token for this identity and audience.
+      ...(sinkAudience
+        ? {
+            sinkAudience,
+            auth: { serviceAccountName: knativeOidcServiceAccount({ kind: "PingSource", name }) },
+          }
+        : {}),
       conditions: ["Ready", "SinkProvided", "Deployed", "OIDCIdentityCreated"].map((type) => ({
         type,
         status: "True",

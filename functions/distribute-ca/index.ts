@@ -10,6 +10,14 @@ import { distributeEverywhere, distributeToNamespace } from "../../shared/distri
 
 export default defineFunction({
   name: "distribute-ca",
+  // Who may send it events (infra/base/sources/).
+  sources: [
+    { kind: "ApiServerSource", name: "namespaces" },
+    { kind: "ApiServerSource", name: "ca-copies" },
+    { kind: "ApiServerSource", name: "ca-copy-secrets" },
+    { kind: "ApiServerSource", name: "ca-state-to-distribute-ca" },
+    { kind: "PingSource", name: "distribute-ca-hourly" },
+  ],
   description:
     "publishes the service CA bundle into every namespace selected by the ConfigMap DISTRIBUTION_CONFIGMAP_NAME " +
     "(a ConfigMap with key service-ca.crt and, if enabled, a Secret service-root-ca with key ca.crt); reacts to " +

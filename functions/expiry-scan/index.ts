@@ -39,6 +39,11 @@ const allTargets = [
 
 export default defineFunction({
   name: "expiry-scan",
+  // Who may send it events (infra/base/sources/).
+  sources: [
+    { kind: "PingSource", name: "expiry-scan-hourly" },
+    { kind: "ApiServerSource", name: "ca-bundle-to-expiry-scan" },
+  ],
   description:
     "re-issues every serving certificate that is missing, broken, from a retired CA or near expiry, and republishes the CA bundle; runs on a ping and when the published CA bundle changes",
   config: {

@@ -15,6 +15,11 @@ import { z } from "zod";
 
 export default defineFunction({
   name: "issue-serving-cert",
+  // Who may send it events (infra/base/sources/).
+  sources: [
+    { kind: "ApiServerSource", name: "services" },
+    { kind: "ApiServerSource", name: "serving-secrets" },
+  ],
   description:
     "issues and renews the TLS Secret of every Service annotated service.beta.openshift.io/serving-cert-secret-name",
   config: {

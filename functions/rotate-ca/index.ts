@@ -21,6 +21,8 @@ export const rotateRequest = z
 
 export default defineFunction({
   name: "rotate-ca",
+  // Who may send it events (infra/base/sources/).
+  sources: [{ kind: "PingSource", name: "rotate-ca-daily" }],
   description:
     "rotates the service CA: automatically on a ping when fewer than CA_ROTATE_MIN_REMAINING_DAYS remain (overlap: the " +
     "old CA stays trusted until it expires), or on POST /rotate by a caller allowed to update the CA Secret; " +

@@ -16,6 +16,8 @@ import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
 
 export default defineFunction({
   name: "sign-csr",
+  // Who may send it events (infra/base/sources/).
+  sources: [{ kind: "ApiServerSource", name: "certificatesigningrequests" }],
   description:
     `signs approved CertificateSigningRequests of signerName ${SIGNER_NAME} with the service CA when the ` +
     "requester may claim every name (a Failed condition and an Event for a request it will not sign); optionally " +

@@ -6,6 +6,7 @@ import type { Kube } from "../kube/client.ts";
 import type { Clock } from "./clock.ts";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Registry } from "prom-client";
+import type { EventSourceRef } from "./event-senders.ts";
 
 export interface InitContext<Config> {
   config: Config;
@@ -40,6 +41,11 @@ export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
   name: string;
   description: string;
   config: Shape;
+  /**
+   * The Knative sources that deliver to it (as infra/ names them): their OIDC identities are the only senders it
+   * accepts unless EVENT_SENDERS says otherwise. Without any, the host refuses to start until EVENT_SENDERS is set.
+   */
+  sources?: EventSourceRef[];
   /** Applied to `{ type, source, subject, data, ... }` of every CloudEvent; a failure is a 400. */
   event: z.ZodType<Event, unknown>;
   init(ctx: InitContext<z.infer<z.ZodObject<Shape>>>): Promise<State> | State;

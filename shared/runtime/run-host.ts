@@ -10,6 +10,8 @@ import { createFunctionHost } from "./server.ts";
 import { createRuntimeMetrics } from "./metrics.ts";
 import { systemClock } from "./clock.ts";
 import { createKube, loadKubeConfig, type Kube } from "../kube/client.ts";
+import { createSenderCheck, senderConfigShape } from "./event-senders.ts";
+import { createServiceAccountTokenVerifier } from "../kube/service-account-tokens.ts";
 
 const hostShape = {
   ...runtimeConfigShape,
@@ -17,9 +19,10 @@ const hostShape = {
 };
 
 export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promise<void> {
-  const shape = { ...hostShape, ...def.config };
+  const senderShape = senderConfigShape(def.name, def.sources ?? []);
+  const shape = { ...hostShape, ...senderShape, ...def.config };
 
-  let config: z.infer<z.ZodObject<typeof hostShape>> & Record<string, unknown>;
+  let config: z.infer<z.ZodObject<typeof hostShape & typeof senderShape>> & Record<string, unknown>;
   try {
     const raw = readRawConfig(shape, rest, process.env);
     if (raw.help) {
@@ -39,11 +42,13 @@ export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promi
   const metrics = createRuntimeMetrics(def.name);
   const kubeConfig = loadKubeConfig(config.KUBECONFIG);
   let kube: Kube | undefined;
+  const kubeOnce = () => (kube ??= createKube(kubeConfig));
+  const tokens = createServiceAccountTokenVerifier(kubeOnce, systemClock);
   const state = await def.init({
     config,
     log,
     clock: systemClock,
-    kube: () => (kube ??= createKube(kubeConfig)),
+    kube: kubeOnce,
     metrics: metrics.registry,
   });
 
@@ -53,6 +58,11 @@ export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promi
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     requestTimeoutMs: config.REQUEST_TIMEOUT_SECONDS * 1000,
     metrics,
+    checkSender: createSenderCheck(
+      { audience: config.EVENT_AUDIENCE, senders: config.EVENT_SENDERS },
+      tokens,
+      systemClock,
+    ),
   });
   // Receiving a request (headers and body) gets the handler's budget plus 5 s, then 408. Node enforces
   // requestTimeout only while headersTimeout (60 s by default) is not above it, and checks every
@@ -70,6 +80,13 @@ export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promi
   const { port } = server.address() as AddressInfo;
   host.setReady(true);
   log.info("listening", { port, host: config.HOST, pid: process.pid });
+  log.info("event senders", { audience: config.EVENT_AUDIENCE, senders: config.EVENT_SENDERS });
+  // The API server's signing keys, once, so that no event (and no forged one) waits for or causes the fetch.
+  tokens
+    .prefetch()
+    .catch((err: unknown) =>
+      log.warn("signing keys not fetched yet; the first event fetches them", { error: String(err) }),
+    );
   def.started?.(state);
 
   let stopping = false;

@@ -7,6 +7,7 @@ import { parseCloudEvent } from "./cloudevent.ts";
 import type { Logger } from "./logger.ts";
 import type { Clock } from "./clock.ts";
 import type { RuntimeMetrics } from "./metrics.ts";
+import { refusalBody, type SenderCheck } from "./event-senders.ts";
 
 export interface HostOptions {
   log: Logger;
@@ -14,6 +15,8 @@ export interface HostOptions {
   bodyLimitBytes: number;
   requestTimeoutMs: number;
   metrics: RuntimeMetrics;
+  /** Who may POST events: run on the Authorization header before the body is read. */
+  checkSender: SenderCheck;
 }
 
 export interface FunctionHost {
@@ -88,38 +91,76 @@ export function createFunctionHost(
     }
   };
 
-  app.post("/", express.raw({ type: () => true, limit: opts.bodyLimitBytes }), (req, res) =>
-    serve("cloudevent", res, async (controller, setLog) => {
-      const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
-      const envelope = parseCloudEvent(req.headers, body);
-      const log = opts.log.child({
-        ceId: envelope.id,
-        ceType: envelope.type,
-        ceSource: envelope.source,
-        ceSubject: envelope.subject,
+  // Senders first: nothing an unauthenticated caller sends is read, parsed, logged or handled.
+  const authenticateSender = async (req: Request, res: Response, next: NextFunction) => {
+    const started = performance.now();
+    let verdict;
+    try {
+      verdict = await opts.checkSender(req.headers.authorization);
+    } catch (err) {
+      const fe = asFunctionError(err);
+      opts.log.error("event sender not checked", {
+        route: "cloudevent",
+        error: fe.message,
+        cause: causeOf(fe),
       });
-      setLog(log);
-      const parsed = def.event.safeParse(envelope);
-      if (!parsed.success) {
-        throw new FunctionError(
-          "malformed",
-          `event not accepted by ${def.name}`,
-          z.treeifyError(parsed.error),
-        );
-      }
-      return def.handle(parsed.data, {
-        state,
-        log,
-        clock: opts.clock,
-        signal: controller.signal,
-        cloudevent: {
-          id: envelope.id,
-          type: envelope.type,
-          source: envelope.source,
-          subject: envelope.subject,
-        },
+      opts.metrics.observe("cloudevent", 503, "transient", started);
+      res.status(503).json({ error: { kind: "transient", message: "try again later" } });
+      return;
+    }
+    if ("status" in verdict) {
+      const kind = verdict.status === 401 ? "unauthenticated" : "forbidden";
+      opts.log.warn("event sender refused", {
+        route: "cloudevent",
+        status: verdict.status,
+        reason: verdict.reason,
+        ...(verdict.username ? { sender: verdict.username } : {}),
+        remote: req.socket.remoteAddress,
       });
-    }),
+      opts.metrics.observe("cloudevent", verdict.status, kind, started);
+      if (verdict.status === 401) res.set("WWW-Authenticate", "Bearer");
+      res.status(verdict.status).json(refusalBody(verdict.status));
+      return;
+    }
+    next();
+  };
+
+  app.post(
+    "/",
+    authenticateSender,
+    express.raw({ type: () => true, limit: opts.bodyLimitBytes }),
+    (req, res) =>
+      serve("cloudevent", res, async (controller, setLog) => {
+        const body = Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+        const envelope = parseCloudEvent(req.headers, body);
+        const log = opts.log.child({
+          ceId: envelope.id,
+          ceType: envelope.type,
+          ceSource: envelope.source,
+          ceSubject: envelope.subject,
+        });
+        setLog(log);
+        const parsed = def.event.safeParse(envelope);
+        if (!parsed.success) {
+          throw new FunctionError(
+            "malformed",
+            `event not accepted by ${def.name}`,
+            z.treeifyError(parsed.error),
+          );
+        }
+        return def.handle(parsed.data, {
+          state,
+          log,
+          clock: opts.clock,
+          signal: controller.signal,
+          cloudevent: {
+            id: envelope.id,
+            type: envelope.type,
+            source: envelope.source,
+            subject: envelope.subject,
+          },
+        });
+      }),
   );
 
   for (const route of def.routes ?? []) {

@@ -7,7 +7,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem, type LocalSystem } from "../../dev/local-system/local-system.ts";
-import { deliver, pingEvent } from "../../dev/events.ts";
+import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
@@ -343,6 +343,7 @@ describe("CA distribution to namespaces (distribute-ca)", () => {
     const res = await deliver(
       system.functions.get("distribute-ca")!.url,
       pingEvent(CA_NS, "distribute-ca-hourly", { reason: "hourly repair" }),
+      await sourceToken(system.kc, system.functions.get("distribute-ca")!.name),
     );
     assert.equal(res.status, 200, JSON.stringify(res.json));
     const tally = res.json.tally as Record<string, number>;

@@ -12,7 +12,7 @@ import {
   type LocalSystem,
 } from "../../dev/local-system/local-system.ts";
 import { startFunction } from "../../dev/local-system/function-hosts.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { scrape } from "../support/metrics.ts";
@@ -196,43 +196,46 @@ describe("through the real event path", () => {
   });
 
   it("a PingSource tick drives expiry-scan", async () => {
+    // Its own PingSource, ticking every 2 s for a moment: a new one would have no identity expiry-scan accepts.
     const co = system.kc.makeApiClient(k8s.CustomObjectsApi);
-    await co.createNamespacedCustomObject({
+    const ping = {
       group: "sources.knative.dev",
       version: "v1",
       namespace: "service-ca",
       plural: "pingsources",
-      body: {
-        apiVersion: "sources.knative.dev/v1",
-        kind: "PingSource",
-        metadata: { name: "e2e-tick" },
-        spec: {
-          schedule: "*/2 * * * * *",
-          contentType: "application/json",
-          data: '{"reason":"e2e"}',
-          sink: { ref: { apiVersion: "serving.knative.dev/v1", kind: "Service", name: "expiry-scan" } },
+    };
+    const original = (await co.getNamespacedCustomObject({ ...ping, name: "expiry-scan-hourly" })) as {
+      spec: { schedule: string; sink: { audience?: string } };
+    };
+    const setSchedule = async (schedule: string) => {
+      const patched = (await co.patchNamespacedCustomObject(
+        { ...ping, name: "expiry-scan-hourly", body: { spec: { schedule } } },
+        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+      )) as { metadata: { generation: number } };
+      await markPingSourceReady(
+        system.plane,
+        "expiry-scan-hourly",
+        system.functions.get("expiry-scan")!.url,
+        patched.metadata.generation,
+        original.spec.sink.audience,
+      );
+    };
+    await setSchedule("*/2 * * * * *");
+    try {
+      const line = await waitFor(
+        "a scan triggered by the tick",
+        async () => {
+          const log = await readFile(join(system.plane.dir, "logs", "expiry-scan.log"), "utf8");
+          return log
+            .split("\n")
+            .find((l) => l.includes("/pingsources/expiry-scan-hourly") && l.includes('"outcome":"scanned"'));
         },
-      },
-    });
-    await markPingSourceReady(system.plane, "e2e-tick", system.functions.get("expiry-scan")!.url);
-    const line = await waitFor(
-      "a scan triggered by the tick",
-      async () => {
-        const log = await readFile(join(system.plane.dir, "logs", "expiry-scan.log"), "utf8");
-        return log
-          .split("\n")
-          .find((l) => l.includes("/pingsources/e2e-tick") && l.includes('"outcome":"scanned"'));
-      },
-      { timeoutMs: 30_000, intervalMs: 250 },
-    );
-    assert.match(line, /"ceType":"dev.knative.sources.ping"/);
-    await co.deleteNamespacedCustomObject({
-      group: "sources.knative.dev",
-      version: "v1",
-      namespace: "service-ca",
-      plural: "pingsources",
-      name: "e2e-tick",
-    });
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
+      assert.match(line, /"ceType":"dev.knative.sources.ping"/);
+    } finally {
+      await setSchedule(original.spec.schedule);
+    }
   });
 });
 
@@ -429,7 +432,7 @@ describe("infra/ as deployed", () => {
         kind: "Service",
         metadata: { name: "web", namespace: "shop" },
       } as ObjectLike;
-      const res = await deliver(fn.url, apiServerEvent(svc, "update"));
+      const res = await deliver(fn.url, apiServerEvent(svc, "update"), await sourceToken(system.kc, fn.name));
       assert.equal(res.status, 403);
       const err = res.json.error as { kind: string; message: string };
       assert.equal(err.kind, "forbidden");

@@ -11,7 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { deliver, pingEvent } from "../../dev/events.ts";
+import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { freePort, spawnTied, waitFor, type Tied } from "../../dev/processes.ts";
@@ -249,7 +249,11 @@ async function ensureCa() {
     env: { LOG_LEVEL: "warn" },
   });
   try {
-    const res = await deliver(rotate.url, pingEvent(SYSTEM_NAMESPACE, "rotate-ca-daily"));
+    const res = await deliver(
+      rotate.url,
+      pingEvent(SYSTEM_NAMESPACE, "rotate-ca-daily"),
+      await sourceToken(cluster.kc, rotate.name),
+    );
     assert.equal(res.status, 200, JSON.stringify(res.json));
   } finally {
     await rotate.process.stop();
@@ -298,7 +302,11 @@ describe("sign-csr (signerName service-ca.dev/serving), manual approval", () => 
     await waitFor("sign-csr to see the CSR", async () =>
       (await handled("web-unapproved")).some((h) => h.outcome === "awaiting-approval") ? true : undefined,
     );
-    const sweep = await deliver(signer!.url, pingEvent(SYSTEM_NAMESPACE, "sign-csr-hourly"));
+    const sweep = await deliver(
+      signer!.url,
+      pingEvent(SYSTEM_NAMESPACE, "sign-csr-hourly"),
+      await sourceToken(cluster.kc, signer!.name),
+    );
     assert.equal(sweep.status, 200, JSON.stringify(sweep.json));
     const csr = await readCsr("web-unapproved");
     assert.equal(csr.status?.certificate, undefined);
@@ -352,7 +360,11 @@ describe("sign-csr with AUTO_APPROVE=true", () => {
 
   it("a ping sweeps what events missed", async () => {
     assert.equal((await readCsr("web-missed")).status?.certificate, undefined);
-    const sweep = await deliver(signer!.url, pingEvent(SYSTEM_NAMESPACE, "sign-csr-hourly"));
+    const sweep = await deliver(
+      signer!.url,
+      pingEvent(SYSTEM_NAMESPACE, "sign-csr-hourly"),
+      await sourceToken(cluster.kc, signer!.name),
+    );
     assert.equal(sweep.status, 200, JSON.stringify(sweep.json));
     assert.equal((sweep.json.outcomes as Record<string, number>).signed, 1, JSON.stringify(sweep.json));
     await issuedCertificate("web-missed");

@@ -16,7 +16,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
@@ -237,7 +237,7 @@ describe("B. every rotation with real peers at real time", () => {
     });
   };
   const fanOut = async (fn: "expiry-scan" | "inject-webhooks" | "inject-configmap") => {
-    const r = await deliver(fns[fn]!.url, await bundleEvent());
+    const r = await deliver(fns[fn]!.url, await bundleEvent(), await sourceToken(cluster.kc, fn));
     assert.equal(r.status, 200, JSON.stringify(r.json));
   };
 
@@ -305,8 +305,13 @@ describe("B. every rotation with real peers at real time", () => {
     });
     const svc = await core.readNamespacedService({ namespace: ns, name: "backend" });
     assert.equal(
-      (await deliver(fns["issue-serving-cert"]!.url, apiServerEvent(asEvent(svc, "v1", "Service"), "add")))
-        .status,
+      (
+        await deliver(
+          fns["issue-serving-cert"]!.url,
+          apiServerEvent(asEvent(svc, "v1", "Service"), "add"),
+          await sourceToken(cluster.kc, "issue-serving-cert"),
+        )
+      ).status,
       200,
     );
     await serverReload();
@@ -342,7 +347,11 @@ describe("B. every rotation with real peers at real time", () => {
 
       const res =
         period.kind === "automatic"
-          ? await deliver(fns["rotate-ca"]!.url, pingEvent(CA_NS, "rotate-ca-daily"))
+          ? await deliver(
+              fns["rotate-ca"]!.url,
+              pingEvent(CA_NS, "rotate-ca-daily"),
+              await sourceToken(cluster.kc, "rotate-ca"),
+            )
           : await fetch(`${fns["rotate-ca"]!.url}/rotate`, {
               method: "POST",
               headers: { "content-type": "application/json", authorization: `Bearer ${admin}` },

@@ -10,7 +10,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
@@ -42,7 +42,11 @@ async function notify(
   kind: string,
   action: "add" | "update" = "add",
 ) {
-  const res = await deliver(fns[fn]!.url, apiServerEvent(asEvent(o, apiVersion, kind), action));
+  const res = await deliver(
+    fns[fn]!.url,
+    apiServerEvent(asEvent(o, apiVersion, kind), action),
+    await sourceToken(cluster.kc, fn),
+  );
   assert.equal(res.status, 200, JSON.stringify(res.json));
   return res.json;
 }
@@ -405,6 +409,7 @@ describe("inject-configmap", () => {
     const res = await deliver(
       fns["inject-crd"]!.url,
       apiServerEvent(asEvent(plain, "v1", "ConfigMap"), "update"),
+      await sourceToken(cluster.kc, "inject-crd"),
     );
     assert.equal(res.status, 403);
   });

@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { parseCertificates } from "../../shared/pki/index.ts";
@@ -37,7 +37,11 @@ const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string) =>
   ({ ...o, apiVersion: "v1", kind }) as unknown as ObjectLike;
 
 async function send(fn: string, o: { metadata?: k8s.V1ObjectMeta }, kind: string) {
-  const res = await deliver(fns[fn]!.url, apiServerEvent(asEvent(o, kind), "update"));
+  const res = await deliver(
+    fns[fn]!.url,
+    apiServerEvent(asEvent(o, kind), "update"),
+    await sourceToken(cluster.kc, fn),
+  );
   assert.equal(res.status, 200, JSON.stringify(res.json));
 }
 

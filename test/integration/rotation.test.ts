@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { handshake, openssl, overlapPairs } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -59,7 +59,13 @@ describe("rotate-ca", () => {
       },
     });
     assert.equal(
-      (await deliver(fns["issue-serving-cert"]!.url, apiServerEvent(asEvent(svc, "Service"), "add"))).status,
+      (
+        await deliver(
+          fns["issue-serving-cert"]!.url,
+          apiServerEvent(asEvent(svc, "Service"), "add"),
+          await sourceToken(cluster.kc, "issue-serving-cert"),
+        )
+      ).status,
       200,
     );
     const cm = await core.createNamespacedConfigMap({
@@ -69,7 +75,13 @@ describe("rotate-ca", () => {
       },
     });
     assert.equal(
-      (await deliver(fns["inject-configmap"]!.url, apiServerEvent(asEvent(cm, "ConfigMap"), "add"))).status,
+      (
+        await deliver(
+          fns["inject-configmap"]!.url,
+          apiServerEvent(asEvent(cm, "ConfigMap"), "add"),
+          await sourceToken(cluster.kc, "inject-configmap"),
+        )
+      ).status,
       200,
     );
 
@@ -78,7 +90,11 @@ describe("rotate-ca", () => {
     assert.equal(decodeBundle(oldBundle).length, 1);
 
     // Not due on the daily ping: a fresh CA has 790 days.
-    const ping = await deliver(fns["rotate-ca"]!.url, pingEvent(caNs, "rotate-ca-daily"));
+    const ping = await deliver(
+      fns["rotate-ca"]!.url,
+      pingEvent(caNs, "rotate-ca-daily"),
+      await sourceToken(cluster.kc, "rotate-ca"),
+    );
     assert.equal(ping.json.outcome, "not-due");
 
     const admin = await tokenFor("ca-admin", rotatorRules());
@@ -94,11 +110,17 @@ describe("rotate-ca", () => {
     const scan = await deliver(
       fns["expiry-scan"]!.url,
       apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
+      await sourceToken(cluster.kc, "expiry-scan"),
     );
     assert.equal(scan.status, 200, JSON.stringify(scan.json));
     assert.equal(
-      (await deliver(fns["inject-configmap"]!.url, apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update")))
-        .status,
+      (
+        await deliver(
+          fns["inject-configmap"]!.url,
+          apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
+          await sourceToken(cluster.kc, "inject-configmap"),
+        )
+      ).status,
       200,
     );
     assert.equal(
@@ -233,7 +255,11 @@ describe("rotate-ca: replace, status, dry run", () => {
     );
     const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
     for (const fn of ["expiry-scan", "inject-configmap"]) {
-      const r = await deliver(fns[fn]!.url, apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"));
+      const r = await deliver(
+        fns[fn]!.url,
+        apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
+        await sourceToken(cluster.kc, fn),
+      );
       assert.equal(r.status, 200, JSON.stringify(r.json));
     }
     const newSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
@@ -267,8 +293,13 @@ describe("expiry-scan", () => {
     for (const name of ["broken", "extra", "fine"]) {
       const svc = await mk(name);
       assert.equal(
-        (await deliver(fns["issue-serving-cert"]!.url, apiServerEvent(asEvent(svc, "Service"), "add")))
-          .status,
+        (
+          await deliver(
+            fns["issue-serving-cert"]!.url,
+            apiServerEvent(asEvent(svc, "Service"), "add"),
+            await sourceToken(cluster.kc, "issue-serving-cert"),
+          )
+        ).status,
         200,
       );
     }
@@ -290,7 +321,11 @@ describe("expiry-scan", () => {
     const fineRv = (await core.readNamespacedSecret({ namespace: repairNs, name: "fine-tls" })).metadata!
       .resourceVersion;
 
-    const res = await deliver(fns["expiry-scan"]!.url, pingEvent(caNs, "expiry-scan-hourly"));
+    const res = await deliver(
+      fns["expiry-scan"]!.url,
+      pingEvent(caNs, "expiry-scan-hourly"),
+      await sourceToken(cluster.kc, "expiry-scan"),
+    );
     assert.equal(res.status, 200, JSON.stringify(res.json));
     const summary = res.json as {
       bundleRepublished: boolean;
@@ -326,7 +361,13 @@ describe("expiry-scan", () => {
     );
 
     // A second scan finds nothing to do.
-    const again = (await deliver(fns["expiry-scan"]!.url, pingEvent(caNs, "expiry-scan-hourly"))).json as {
+    const again = (
+      await deliver(
+        fns["expiry-scan"]!.url,
+        pingEvent(caNs, "expiry-scan-hourly"),
+        await sourceToken(cluster.kc, "expiry-scan"),
+      )
+    ).json as {
       bundleRepublished: boolean;
       outcomes: Record<string, number>;
     };
@@ -339,7 +380,11 @@ describe("expiry-scan", () => {
     const before = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     const oldBundle = await bundle();
     await core.deleteNamespacedSecret({ namespace: caNs, name: "signing-key" });
-    const res = await deliver(fns["expiry-scan"]!.url, pingEvent(caNs, "expiry-scan-hourly"));
+    const res = await deliver(
+      fns["expiry-scan"]!.url,
+      pingEvent(caNs, "expiry-scan-hourly"),
+      await sourceToken(cluster.kc, "expiry-scan"),
+    );
     assert.equal(res.status, 200, JSON.stringify(res.json));
     const newBundle = await bundle();
     assert.notEqual(newBundle, oldBundle);

@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { handshake, openssl } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -57,7 +57,11 @@ async function notify(
   action: "add" | "update" | "delete" = "add",
   mode: "ref" | "resource" = "ref",
 ) {
-  const res = await deliver(fn.url, apiServerEvent(asEventObject(o, kind), action, mode));
+  const res = await deliver(
+    fn.url,
+    apiServerEvent(asEventObject(o, kind), action, mode),
+    await sourceToken(cluster.kc, fn.name),
+  );
   assert.equal(res.status, 200, JSON.stringify(res.json));
   return res.json;
 }
@@ -384,7 +388,13 @@ describe("issue-serving-cert", () => {
         ),
       );
       const deliveries = services.flatMap((svc) =>
-        replicas.map((r) => deliver(r.url, apiServerEvent(asEventObject(svc, "Service"), "add"))),
+        replicas.map(async (r) =>
+          deliver(
+            r.url,
+            apiServerEvent(asEventObject(svc, "Service"), "add"),
+            await sourceToken(cluster.kc, r.name),
+          ),
+        ),
       );
       const results = await Promise.all(deliveries);
       assert.deepEqual(

@@ -10,7 +10,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { Broker } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
@@ -83,6 +83,7 @@ function toBoth(fn: Fn, o: { metadata?: k8s.V1ObjectMeta }, kind: string, apiVer
       broker.send({
         target: () => r.url,
         event,
+        token: () => sourceToken(cluster.kc, fn),
         label: `${fn}#${i} ${kind} ${o.metadata?.namespace ?? ""}/${o.metadata?.name}`,
       }),
     ),

@@ -24,6 +24,7 @@ import {
   type Identity,
 } from "../support/audit.ts";
 import { functionNames } from "../../shared/runtime/names.ts";
+import { sourceToken } from "../../dev/events.ts";
 import { runtimeConfigShape } from "../../shared/runtime/config.ts";
 
 const RUNS = 1000;
@@ -45,6 +46,8 @@ interface Running extends RunningFunction {
 let cluster: TestCluster;
 const fns = new Map<string, Running>();
 const agent = new Agent({ keepAlive: true, maxSockets: 2 });
+/** Each function's source token, by URL: every case is sent as its source would, so the content is what is bad. */
+const senderTokens = new Map<string, string>();
 let auditStart = 0;
 let startedAll: Promise<void> = Promise.resolve();
 
@@ -71,6 +74,7 @@ before(async () => {
     const kinds = sources.items
       .filter((s) => s.spec.sink.ref.name === name)
       .flatMap((s) => s.spec.resources.map((r) => ({ apiVersion: r.apiVersion, kind: r.kind })));
+    senderTokens.set(fn.url, await sourceToken(cluster.kc, name));
     fns.set(name, { ...fn, identity, kinds });
   };
   // Three at a time: nine processes compiling TypeScript at once on a busy 2-core machine can miss the
@@ -115,22 +119,20 @@ interface Answer {
 
 function send(url: string, c: Case): Promise<Answer> {
   const { hostname, port } = new URL(url);
+  const headers = { authorization: `Bearer ${senderTokens.get(url)}`, ...c.headers };
   return new Promise((resolve, reject) => {
-    const req = request(
-      { host: hostname, port, path: c.path, method: c.method, headers: c.headers, agent },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (d: Buffer) => chunks.push(d));
-        res.on("end", () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            contentType: String(res.headers["content-type"] ?? ""),
-            text: Buffer.concat(chunks).toString("utf8"),
-          }),
-        );
-        res.on("error", reject);
-      },
-    );
+    const req = request({ host: hostname, port, path: c.path, method: c.method, headers, agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (d: Buffer) => chunks.push(d));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          contentType: String(res.headers["content-type"] ?? ""),
+          text: Buffer.concat(chunks).toString("utf8"),
+        }),
+      );
+      res.on("error", reject);
+    });
     req.on("error", reject);
     // Framing is always explicit: a GET whose body Node sent unframed would be read as the next request.
     if (c.chunked && c.body.length > 1) {
@@ -854,7 +856,7 @@ describe("bad input at every function's HTTP endpoint", () => {
     }
     assert.deepEqual(wrote, []);
     console.log(
-      `reliability: bad-input audit log: ${events.length} requests audited while fuzzing, 0 writes by the ${fns.size} functions' ServiceAccounts (${reviews} TokenReviews/SubjectAccessReviews asked by rotate-ca for bearer tokens; no state)`,
+      `reliability: bad-input audit log: ${events.length} requests audited while fuzzing, 0 writes by the ${fns.size} functions' ServiceAccounts (${reviews} TokenReviews/SubjectAccessReviews: of the senders' tokens, and rotate-ca's for bearer tokens; no state)`,
     );
   });
 
@@ -900,7 +902,7 @@ function slowRequest(url: string, part: "body" | "headers") {
     const socket = connect(Number(port), hostname, () => {
       socket.write(
         part === "body"
-          ? "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nce-specversion: 1.0\r\nContent-Length: 100000\r\n\r\n{"
+          ? `POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${senderTokens.get(url)}\r\nContent-Type: application/json\r\nce-specversion: 1.0\r\nContent-Length: 100000\r\n\r\n{`
           : "POST / HTTP/1.1\r\nHost: x\r\n",
       );
     });

@@ -10,7 +10,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -73,7 +73,11 @@ async function notify(
   action: "add" | "update" | "delete",
   mode: "ref" | "resource" = "ref",
 ) {
-  return deliver(fns[fn]!.url, apiServerEvent(asEvent(o, kind), action, mode));
+  return deliver(
+    fns[fn]!.url,
+    apiServerEvent(asEvent(o, kind), action, mode),
+    await sourceToken(cluster.kc, fn),
+  );
 }
 
 function annotatedService(name: string, secretName: string, more: Record<string, string> = {}) {
@@ -138,11 +142,24 @@ describe("events are hints", () => {
     const svc = await annotatedService("dup", "dup-tls");
     const event = apiServerEvent(asEvent(svc, "Service"), "add"); // one event, one ce-id, ten deliveries
     const first = await writesDuring(["issue-serving-cert"], async () => {
-      assert.equal((await deliver(fns["issue-serving-cert"]!.url, event)).json.outcome, "issued");
+      assert.equal(
+        (
+          await deliver(
+            fns["issue-serving-cert"]!.url,
+            event,
+            await sourceToken(cluster.kc, "issue-serving-cert"),
+          )
+        ).json.outcome,
+        "issued",
+      );
     });
     const repeats = await writesDuring(["issue-serving-cert"], async () => {
       for (let i = 0; i < 9; i++) {
-        const res = await deliver(fns["issue-serving-cert"]!.url, event);
+        const res = await deliver(
+          fns["issue-serving-cert"]!.url,
+          event,
+          await sourceToken(cluster.kc, "issue-serving-cert"),
+        );
         assert.equal(res.json.outcome, "current");
       }
     });
@@ -155,7 +172,13 @@ describe("events are hints", () => {
     const parEvent = apiServerEvent(asEvent(par, "Service"), "add");
     const racing = await writesDuring(["issue-serving-cert"], async () => {
       const answers = await Promise.all(
-        Array.from({ length: 10 }, () => deliver(fns["issue-serving-cert"]!.url, parEvent)),
+        Array.from({ length: 10 }, async () =>
+          deliver(
+            fns["issue-serving-cert"]!.url,
+            parEvent,
+            await sourceToken(cluster.kc, "issue-serving-cert"),
+          ),
+        ),
       );
       assert.deepEqual(
         answers.map((a) => a.status),
@@ -290,7 +313,7 @@ describe("events are hints", () => {
       for (const [fn, obj, message] of refusals) {
         for (const mode of ["ref", "resource"] as const) {
           const event = apiServerEvent(obj, "update", mode);
-          const res = await deliver(fns[fn]!.url, event);
+          const res = await deliver(fns[fn]!.url, event, await sourceToken(cluster.kc, fn));
           assert.equal(res.status, 403, `${fn}: ${JSON.stringify(res.json)}`);
           const error = res.json.error as { kind: string; message: string };
           assert.equal(error.kind, "forbidden");

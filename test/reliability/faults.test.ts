@@ -11,7 +11,7 @@ import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../../dev/controlplane/control-plane.ts";
 import { installInfra, serviceAccountKubeconfig } from "../../dev/local-system/local-system.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
-import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { Broker, type Delivery } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
@@ -95,6 +95,7 @@ const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string) =>
 const addEvent = (svc: k8s.V1Service): Delivery => ({
   target: () => issuer.url,
   event: apiServerEvent(asEvent(svc, "Service"), "add"),
+  token: () => sourceToken(kc, "issue-serving-cert"),
   label: `Service ${svc.metadata!.name}`,
 });
 
@@ -204,6 +205,7 @@ describe("faults", () => {
         {
           target: () => issuer.url,
           event: apiServerEvent(asEvent(corrupted, "Secret"), "update"),
+          token: () => sourceToken(kc, "issue-serving-cert"),
           label: "Secret burst-0-tls",
         },
       ];
@@ -229,7 +231,11 @@ describe("faults", () => {
       env: { LOG_LEVEL: "info" },
     });
     try {
-      const scan = await deliver(scanner.url, pingEvent(CA_NS, "expiry-scan-hourly"));
+      const scan = await deliver(
+        scanner.url,
+        pingEvent(CA_NS, "expiry-scan-hourly"),
+        await sourceToken(kc, scanner.name),
+      );
       assert.equal(scan.status, 200, JSON.stringify(scan.json));
       console.log(`reliability: faults expiry-scan after recovery: ${JSON.stringify(scan.json.outcomes)}`);
     } finally {

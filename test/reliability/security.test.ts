@@ -10,7 +10,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/local-system/local-system.ts";
-import { apiServerEvent, deliver, pingEvent } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { tokenWithRules, rotatorRules } from "../support/tokens.ts";
@@ -113,10 +113,11 @@ describe("security after a full run", () => {
       answers.push(
         JSON.stringify(
           (
-            await deliver(url(fn), {
-              headers: { "content-type": "application/json", "ce-specversion": "1.0" },
-              body: "{not json",
-            })
+            await deliver(
+              url(fn),
+              { headers: { "content-type": "application/json", "ce-specversion": "1.0" }, body: "{not json" },
+              await sourceToken(system.kc, fn),
+            )
           ).json,
         ),
       );
@@ -126,9 +127,27 @@ describe("security after a full run", () => {
       "update",
       "resource",
     );
-    answers.push(JSON.stringify((await deliver(url("issue-serving-cert"), caSecretEvent)).json));
     answers.push(
-      JSON.stringify((await deliver(url("rotate-ca"), pingEvent(SYSTEM_NAMESPACE, "rotate-ca-daily"))).json),
+      JSON.stringify(
+        (
+          await deliver(
+            url("issue-serving-cert"),
+            caSecretEvent,
+            await sourceToken(system.kc, "issue-serving-cert"),
+          )
+        ).json,
+      ),
+    );
+    answers.push(
+      JSON.stringify(
+        (
+          await deliver(
+            url("rotate-ca"),
+            pingEvent(SYSTEM_NAMESPACE, "rotate-ca-daily"),
+            await sourceToken(system.kc, "rotate-ca"),
+          )
+        ).json,
+      ),
     );
 
     // A forced rotation by a permitted caller; the fan-out runs through the adapters.

@@ -6,6 +6,8 @@ export interface Delivery {
   /** Resolved at each attempt, so a restarted function (new URL) gets the redelivery. */
   target: () => string;
   event: { headers: Record<string, string>; body: string };
+  /** the sending source's token (dev/events.ts sourceToken) */
+  token: () => Promise<string>;
   label: string;
 }
 
@@ -24,8 +26,9 @@ export class Broker {
   /** One attempt; a failure is queued for redelivery. Resolves with the status, or "no answer". */
   async send(d: Delivery): Promise<number | "no answer"> {
     this.stats.attempts++;
+    const token = await d.token();
     try {
-      const res = await deliver(d.target(), d.event);
+      const res = await deliver(d.target(), d.event, token);
       if (res.status >= 500) {
         this.stats.failed++;
         this.queue.push(d);

@@ -41,6 +41,11 @@ before(async () => {
       bodyLimitBytes: 64 * 1024,
       requestTimeoutMs: 200,
       metrics: createRuntimeMetrics("probe", false),
+      // Senders are test/unit/event-senders.test.ts's subject: here one token is a source's.
+      checkSender: async (authorization) =>
+        authorization === "Bearer source-token"
+          ? { username: "system:serviceaccount:service-ca:source" }
+          : { status: 401, reason: "not the source's token" },
     },
   );
   host.setReady(true);
@@ -67,7 +72,7 @@ const knativeHeaders = (type: string) => ({
 async function post(headers: Record<string, string>, body: string | Buffer) {
   const res = await fetch(url, {
     method: "POST",
-    headers,
+    headers: { authorization: "Bearer source-token", ...headers },
     body: typeof body === "string" ? body : new Uint8Array(body),
   });
   const text = await res.text();
