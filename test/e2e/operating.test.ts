@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/local-system/local-system.ts";
-import { deliver, pingEvent } from "../../dev/events.ts";
+import { deliver, pingEvent, sourceToken } from "../../dev/events.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { buildPlugin } from "../../scripts/build-plugin.ts";
 import { scrape } from "../support/metrics.ts";
@@ -116,7 +116,7 @@ describe("metrics that never lie", () => {
     const scan = await deliver(
       system.functions.get("expiry-scan")!.url,
       pingEvent(SYSTEM_NAMESPACE, "metrics-truth"),
-      undefined,
+      await sourceToken(system.kc, "expiry-scan"),
     );
     assert.equal(scan.status, 200);
     const scanned = (scan.json as { outcomes: Record<string, number> }).outcomes;
