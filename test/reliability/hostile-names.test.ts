@@ -13,7 +13,13 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import {
+  apiServerEvent,
+  deliver as deliverAs,
+  pingEvent,
+  sourceToken,
+  type ObjectLike,
+} from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
@@ -35,6 +41,9 @@ const csrs: string[] = [];
 const admin = () => ({ kubectl: cluster.kubectl, kubeconfig: cluster.kubeconfig });
 const logOf = (fn: string) => join(dir, `${fn}.log`);
 const figure = (line: string) => console.log(`reliability: ${line}`);
+/** Delivered as `fn`'s own event sources deliver (their token): the attacks here are about what an event says. */
+const deliver = async (fn: string, url: string, ev: { headers: Record<string, string>; body: string }) =>
+  deliverAs(url, ev, await sourceToken(cluster.kc, fn));
 
 async function start(fn: string, env: Record<string, string> = {}) {
   fns[fn] = await startFunction(fn, {
@@ -88,7 +97,10 @@ before(async () => {
   await kubectl(admin(), "-n", victim, "create", "service", "clusterip", "db", "--tcp=443:8443");
   // The CA exists as on an installed system (rotate-ca's first ping creates it if nothing has yet).
   const rotate = await start("rotate-ca");
-  assert.equal((await deliver(rotate.url, pingEvent(SYSTEM_NAMESPACE, "rotate-ca-daily"))).status, 200);
+  assert.equal(
+    (await deliver("rotate-ca", rotate.url, pingEvent(SYSTEM_NAMESPACE, "rotate-ca-daily"))).status,
+    200,
+  );
   await rotate.process.stop();
   await Promise.all([start("sign-csr"), start("issue-serving-cert"), start("expiry-scan")]);
 });
@@ -131,7 +143,7 @@ async function approvedRequest(name: string, sans: string[]): Promise<k8s.V1Cert
     kind: "CertificateSigningRequest",
     metadata: { name },
   };
-  const res = await deliver(fns["sign-csr"]!.url, apiServerEvent(ref, "update"));
+  const res = await deliver("sign-csr", fns["sign-csr"]!.url, apiServerEvent(ref, "update"));
   assert.equal(res.status, 200, JSON.stringify(res.json));
   return certificates.readCertificateSigningRequest({ name });
 }
@@ -210,7 +222,11 @@ describe("a hostile tenant", () => {
     });
     const started = performance.now();
     for (let i = 0; i < 10; i++) {
-      const res = await deliver(fns["expiry-scan"]!.url, pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly"));
+      const res = await deliver(
+        "expiry-scan",
+        fns["expiry-scan"]!.url,
+        pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly"),
+      );
       assert.equal(res.status, 200, JSON.stringify(res.json));
     }
     const seconds = (performance.now() - started) / 1000;
@@ -219,7 +235,11 @@ describe("a hostile tenant", () => {
     assert.match(svc.metadata!.annotations![annotations.error]!, /was not created for this Service/);
 
     await core.deleteNamespacedSecret({ namespace: tenant, name: "taken" });
-    const res = await deliver(fns["expiry-scan"]!.url, pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly"));
+    const res = await deliver(
+      "expiry-scan",
+      fns["expiry-scan"]!.url,
+      pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly"),
+    );
     assert.equal(res.status, 200, JSON.stringify(res.json));
     const secret = await core.readNamespacedSecret({ namespace: tenant, name: "taken" });
     assert.equal(secret.type, "kubernetes.io/tls");
@@ -241,7 +261,7 @@ describe("a hostile tenant", () => {
     try {
       const answers = await Promise.all(
         Array.from({ length: 20 }, () =>
-          deliver(limited.url, pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly")),
+          deliver("expiry-scan", limited.url, pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly")),
         ),
       );
       assert.deepEqual(
@@ -250,7 +270,11 @@ describe("a hostile tenant", () => {
       );
       const coalesced = answers.map((a) => a.json.coalesced ?? "scanned");
       assert.equal(coalesced.filter((c) => c === "scanned").length, 1, JSON.stringify(coalesced));
-      const later = await deliver(limited.url, pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly"));
+      const later = await deliver(
+        "expiry-scan",
+        limited.url,
+        pingEvent(SYSTEM_NAMESPACE, "expiry-scan-hourly"),
+      );
       assert.equal(later.json.coalesced, "rate-limited");
       const scans = (await readFile(logOf("expiry-scan-limited"), "utf8"))
         .split("\n")
@@ -281,6 +305,7 @@ describe("a hostile tenant", () => {
       });
       for (let i = 0; i < 3; i++) {
         const res = await deliver(
+          "issue-serving-cert",
           fns["issue-serving-cert"]!.url,
           apiServerEvent(
             { apiVersion: "v1", kind: "Service", metadata: { name, namespace: tenant } },
