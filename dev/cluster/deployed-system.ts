@@ -11,6 +11,7 @@ import { functionNames } from "../../shared/runtime/names.ts";
 import { waitFor } from "../processes.ts";
 import { buildImage } from "../image/service-image.ts";
 import { eventingImages, eventingManifest, KNATIVE_NAMESPACE } from "./knative-eventing.ts";
+import { knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 import { startNodeCluster, type NodeCluster } from "./node-cluster.ts";
 
 const run = promisify(execFile);
@@ -96,6 +97,7 @@ export async function startDeployedSystem(
     for (const kind of ["apiserversources", "pingsources"])
       await kubectl("-n", SYSTEM_NAMESPACE, "wait", "--for=condition=Ready", "--timeout=300s", kind, "--all");
     step("sources Ready (adapters rendered and running by Knative's controller)");
+    await checkOidcIdentities(kubectl);
 
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(cluster.kubeconfig);
@@ -112,5 +114,33 @@ export async function startDeployedSystem(
   } catch (err) {
     await cluster.stop();
     throw err;
+  }
+}
+
+/**
+ * With authentication-oidc on, Knative gives each source its own OIDC ServiceAccount and resolves the sink's
+ * audience; the functions accept exactly those identities (EVENT_SENDERS, from Knative's naming). A mismatch would
+ * be every event refused 403, so it fails the start instead.
+ */
+async function checkOidcIdentities(kubectl: (...args: string[]) => Promise<string>): Promise<void> {
+  for (const [plural, kind] of [
+    ["apiserversources", "ApiServerSource"],
+    ["pingsources", "PingSource"],
+  ] as const) {
+    const { items } = JSON.parse(await kubectl("-n", SYSTEM_NAMESPACE, "get", plural, "-o", "json")) as {
+      items: Array<{
+        metadata: { name: string };
+        spec: { sink: { audience?: string } };
+        status?: { auth?: { serviceAccountName?: string }; sinkAudience?: string };
+      }>;
+    };
+    for (const src of items) {
+      const expected = knativeOidcServiceAccount({ kind, name: src.metadata.name });
+      const got = src.status?.auth?.serviceAccountName;
+      if (got !== expected || src.status?.sinkAudience !== src.spec.sink.audience)
+        throw new Error(
+          `${kind} ${src.metadata.name}: Knative's OIDC identity ${got} for audience ${src.status?.sinkAudience}; the functions expect ${expected} for ${src.spec.sink.audience}`,
+        );
+    }
   }
 }

@@ -59,6 +59,19 @@ export async function eventingImages(binDir: string): Promise<EventingImages> {
   return { byProgram, all: Object.values(byProgram) };
 }
 
+/**
+ * Feature flags this system runs with, in config-features as the controller first reads it: OIDC sender
+ * authentication, so every source sends a token of its own identity for its sink's audience (README,
+ * "Authenticated delivery").
+ */
+export const eventingFeatures = { "authentication-oidc": "enabled" };
+
+function withFeatures(doc: unknown): unknown {
+  const d = doc as { kind?: string; metadata?: { name?: string }; data?: Record<string, string> };
+  if (d.kind !== "ConfigMap" || d.metadata?.name !== "config-features") return doc;
+  return { ...d, data: { ...d.data, ...eventingFeatures } };
+}
+
 async function yamlFiles(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true, recursive: true });
   return entries
@@ -77,7 +90,8 @@ export async function eventingManifest(images: EventingImages, outDir: string): 
       /ko:\/\/knative\.dev\/eventing\/cmd\/([a-z_]+)/g,
       (_, program: string) => images.byProgram[program]?.name ?? notBuilt(program),
     );
-    for (const doc of yaml.loadAll(text)) if (doc) docs.push(yaml.dump(doc, { noRefs: true, lineWidth: -1 }));
+    for (const doc of yaml.loadAll(text))
+      if (doc) docs.push(yaml.dump(withFeatures(doc), { noRefs: true, lineWidth: -1 }));
   }
   for (const [name, keys] of Object.entries(unusedImages))
     docs.push(

@@ -93,6 +93,101 @@ describe("the system as deployed on a one-node cluster", () => {
     assert.equal(ping.status.availableReplicas, 1);
   });
 
+  it("authenticated delivery: Knative's OIDC identities and audiences; a forged event is refused; NetworkPolicies select what Knative rendered", async () => {
+    // authentication-oidc is on: each adapter sends with its source's own OIDC ServiceAccount and the sink's audience.
+    const deployments = JSON.parse(await kubectl("-n", SYSTEM_NAMESPACE, "get", "deployments", "-o", "json"));
+    const sources = JSON.parse(
+      await kubectl("-n", SYSTEM_NAMESPACE, "get", "apiserversources", "-o", "json"),
+    );
+    for (const src of sources.items) {
+      const d = deployments.items.find(
+        (d: { spec: { template: { metadata: { labels: Record<string, string> } } } }) =>
+          d.spec.template.metadata.labels["eventing.knative.dev/sourceName"] === src.metadata.name,
+      );
+      assert.ok(d, `an adapter labelled eventing.knative.dev/sourceName=${src.metadata.name}`);
+      const env = Object.fromEntries(
+        d.spec.template.spec.containers[0].env.map((e: { name: string; value?: string }) => [
+          e.name,
+          e.value,
+        ]),
+      );
+      assert.equal(env.K_AUDIENCE, src.spec.sink.audience, src.metadata.name);
+      assert.equal(env.K_OIDC_SERVICE_ACCOUNT, src.status.auth.serviceAccountName, src.metadata.name);
+    }
+    // From the host through the Service (a position any pod has too), with no token and with a stranger's token.
+    const url = system.functions.get("expiry-scan")!;
+    const ping = {
+      "ce-specversion": "1.0",
+      "ce-id": "forged",
+      "ce-source": "/apis/v1/namespaces/service-ca/pingsources/expiry-scan-hourly",
+      "ce-type": "dev.knative.sources.ping",
+      "content-type": "application/json",
+    };
+    const noToken = await fetch(url, { method: "POST", headers: ping, body: "{}" });
+    assert.equal(noToken.status, 401);
+    assert.deepEqual(await noToken.json(), {
+      error: { kind: "unauthenticated", message: "unauthenticated" },
+    });
+    await kubectl("create", "namespace", "stranger");
+    await kubectl("-n", "stranger", "create", "serviceaccount", "admin");
+    const stranger = (
+      await kubectl(
+        "-n",
+        "stranger",
+        "create",
+        "token",
+        "admin",
+        "--audience=service-ca-functions.dev/expiry-scan",
+      )
+    ).trim();
+    const strange = await fetch(url, {
+      method: "POST",
+      headers: { ...ping, authorization: `Bearer ${stranger}` },
+      body: "{}",
+    });
+    assert.equal(strange.status, 403);
+    assert.deepEqual(await strange.json(), { error: { kind: "forbidden", message: "forbidden" } });
+    // The NetworkPolicies' selectors match the pods Knative rendered and the function pods (nothing enforces them
+    // on this node: the CNI bridge plugin has no NetworkPolicy support).
+    const policies = JSON.parse(
+      await kubectl("-n", SYSTEM_NAMESPACE, "get", "networkpolicies", "-o", "json"),
+    );
+    assert.equal(policies.items.length, system.functions.size);
+    const pods = [
+      ...JSON.parse(await kubectl("-n", SYSTEM_NAMESPACE, "get", "pods", "-o", "json")).items,
+      ...JSON.parse(await kubectl("-n", "knative-eventing", "get", "pods", "-o", "json")).items,
+    ] as Array<{ metadata: { name: string; namespace: string; labels?: Record<string, string> } }>;
+    const matches = (
+      sel: {
+        matchLabels?: Record<string, string>;
+        matchExpressions?: Array<{ key: string; values: string[] }>;
+      },
+      labels: Record<string, string> = {},
+    ) =>
+      Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v) &&
+      (sel.matchExpressions ?? []).every((e) => e.values.includes(labels[e.key] ?? ""));
+    for (const np of policies.items) {
+      const selected = pods.filter(
+        (p) => p.metadata.namespace === SYSTEM_NAMESPACE && matches(np.spec.podSelector, p.metadata.labels),
+      );
+      assert.equal(selected.length, 1, `${np.metadata.name} selects its function's pod`);
+      for (const rule of np.spec.ingress) {
+        const peer = rule.from[0];
+        if (peer.namespaceSelector?.matchLabels?.["service-ca-functions.dev/metrics-scraper"]) continue;
+        if (peer.podSelector?.matchLabels?.["service-ca-functions.dev/rotate-ca-client"]) continue;
+        const ns = peer.namespaceSelector?.matchLabels?.["kubernetes.io/metadata.name"] ?? SYSTEM_NAMESPACE;
+        const admitted = pods.filter(
+          (p) => p.metadata.namespace === ns && matches(peer.podSelector, p.metadata.labels),
+        );
+        const wanted = peer.podSelector.matchExpressions?.[0]?.values.length ?? 1;
+        assert.ok(
+          admitted.length >= wanted,
+          `${np.metadata.name}: ${JSON.stringify(peer)} admits ${admitted.length} running adapter pods`,
+        );
+      }
+    }
+  });
+
   it("kubectl annotate svc → a TLS Secret that verifies against the published bundle", async () => {
     await kubectl("-n", NS, "create", "service", "clusterip", "web", "--tcp=443:8443");
     const started = performance.now();
