@@ -289,11 +289,15 @@ function appLayer(bundles: string, functions: string[]): LayerEntry[] {
   ];
 }
 
-/** /app/main.mjs: the first argument names the function; the rest is that function's. */
+/**
+ * /app/main.mjs: the first argument names the function; the rest is that function's. With no argument at all,
+ * FUNCTION names it (what func.yaml's run.envs can set, since func deploy passes no container arguments).
+ */
 export function dispatcherSource(functions: string[]): string {
   return `// service-ca-functions: node /app/main.mjs <function> [flags]. Written by dev/image/service-image.ts.
 const functions = ${JSON.stringify(functions)};
-const [name, ...rest] = process.argv.slice(2);
+const given = process.argv.slice(2);
+const [name, ...rest] = given.length === 0 && process.env.FUNCTION ? [process.env.FUNCTION] : given;
 const usage = () =>
   "usage: <image> <function> [flags]   (<function> --help lists its settings)\\n\\nfunctions:\\n" +
   functions.map((f) => "  " + f).join("\\n");

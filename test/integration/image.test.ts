@@ -289,6 +289,11 @@ describe("the image run by runc as a kubelet runs it", () => {
     const unknown = await once(["no-such-function"]);
     assert.equal(unknown.code, 2);
     assert.match(unknown.output, /unknown function "no-such-function"/);
+    // With no argument, FUNCTION names the function (func.yaml's run.envs; func deploy passes no arguments).
+    const byEnv = await runContainer({ image, args: [], env: { FUNCTION: "no-such-function" } });
+    containers.push(byEnv);
+    assert.equal(await byEnv.exited, 2);
+    assert.match(byEnv.output(), /unknown function "no-such-function"/);
     const fnHelp = await once(["issue-serving-cert", "--help"]);
     assert.equal(fnHelp.code, 0, fnHelp.output);
     assert.match(fnHelp.output, /CA_NAMESPACE/);
