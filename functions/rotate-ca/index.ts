@@ -56,12 +56,17 @@ export default defineFunction({
       body: rotateRequest,
       async handle(body, { state, log, clock, headers }) {
         // Whoever may write the CA Secret may rotate it: no credential of our own to manage.
-        const user = await authorizeBearer(state.kube, headers, {
-          verb: "update",
-          resource: "secrets",
-          namespace: state.where.namespace,
-          name: state.where.secretName,
-        });
+        const user = await authorizeBearer(
+          state.kube,
+          headers,
+          {
+            verb: "update",
+            resource: "secrets",
+            namespace: state.where.namespace,
+            name: state.where.secretName,
+          },
+          log,
+        );
         if (body.dryRun) {
           const m = await state.store.signingMaterial();
           return { outcome: "dry-run", mode: body.mode, wouldRotate: caStatus(m).current, user };
@@ -74,13 +79,18 @@ export default defineFunction({
       method: "GET",
       path: "/status",
       body: z.unknown(),
-      async handle(_body, { state, headers }) {
-        await authorizeBearer(state.kube, headers, {
-          verb: "update",
-          resource: "secrets",
-          namespace: state.where.namespace,
-          name: state.where.secretName,
-        });
+      async handle(_body, { state, headers, log }) {
+        await authorizeBearer(
+          state.kube,
+          headers,
+          {
+            verb: "update",
+            resource: "secrets",
+            namespace: state.where.namespace,
+            name: state.where.secretName,
+          },
+          log,
+        );
         return caStatus(await state.store.signingMaterial());
       },
     },

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type { Kube } from "./client.ts";
 import { classifyKubeError } from "./client.ts";
 import { FunctionError, forbidden } from "../runtime/errors.ts";
+import type { Logger } from "../runtime/logger.ts";
 import * as k8s from "@kubernetes/client-node";
 
 export interface Permission {
@@ -17,6 +18,7 @@ export async function authorizeBearer(
   kube: Kube,
   headers: IncomingHttpHeaders,
   need: Permission,
+  log?: Logger,
 ): Promise<string> {
   const match = /^Bearer\s+(\S+)$/i.exec(headers.authorization ?? "");
   if (!match)
@@ -34,10 +36,9 @@ export async function authorizeBearer(
   }
   const user = review.status?.user;
   if (!review.status?.authenticated || !user?.username) {
-    throw new FunctionError(
-      "unauthenticated",
-      `the bearer token was not accepted${review.status?.error ? `: ${review.status.error}` : ""}`,
-    );
+    // The API server's reason (an unknown ServiceAccount, the audience it expects) is for our log, not the caller.
+    log?.info("bearer token refused", { reason: review.status?.error ?? "not authenticated" });
+    throw new FunctionError("unauthenticated", "the bearer token was not accepted");
   }
   let access;
   try {

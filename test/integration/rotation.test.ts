@@ -173,7 +173,13 @@ describe("rotate-ca", () => {
 
   it("refuses callers without a token or without the right to update the CA Secret", async () => {
     assert.equal((await rotate(undefined)).status, 401);
-    assert.equal((await rotate("not-a-token")).status, 401);
+    const bad = await rotate("not-a-token");
+    assert.equal(bad.status, 401);
+    // Generic: the API server's reason (which ServiceAccount, which audience) stays in rotate-ca's log.
+    assert.deepEqual(
+      ((await bad.json()) as { error: { message: string } }).error.message,
+      "the bearer token was not accepted",
+    );
     const nobody = await tokenFor("ca-nobody", undefined);
     const res = await rotate(nobody);
     assert.equal(res.status, 403);
