@@ -13,6 +13,7 @@ import { buildImage } from "../image/service-image.ts";
 import { eventingImages, eventingManifest, KNATIVE_NAMESPACE } from "./knative-eventing.ts";
 import { knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 import { startNodeCluster, type NodeCluster } from "./node-cluster.ts";
+import { stepTimer } from "../step-timer.ts";
 
 const run = promisify(execFile);
 const repoRoot = join(import.meta.dirname, "../..");
@@ -35,14 +36,7 @@ export async function startDeployedSystem(
   opts: { log?: (line: string) => void } = {},
 ): Promise<DeployedSystem> {
   const log = opts.log ?? (() => {});
-  const timings: Array<[string, number]> = [];
-  let mark = performance.now();
-  const step = (what: string) => {
-    const now = performance.now();
-    timings.push([what, (now - mark) / 1000]);
-    log(`${what} in ${((now - mark) / 1000).toFixed(1)} s`);
-    mark = now;
-  };
+  const { timings, step } = stepTimer(log);
   const cluster = await startNodeCluster({ log });
   step("one-node cluster up");
   const kubectl = async (...args: string[]) =>

@@ -13,6 +13,7 @@ import { goModuleDir, KNATIVE_SERVING } from "../controlplane/go-modules.ts";
 import { waitFor } from "../processes.ts";
 import { binaryImage, type NodeImage } from "./images.ts";
 import type { NodeCluster } from "./node-cluster.ts";
+import { stepTimer } from "../step-timer.ts";
 
 const run = promisify(execFile);
 const servingGoDir = join(import.meta.dirname, "../controlplane/go/knative-serving");
@@ -92,14 +93,7 @@ export async function installServingWebhook(
   opts: { log?: (line: string) => void } = {},
 ): Promise<ServingWebhook> {
   const log = opts.log ?? (() => {});
-  const timings: Array<[string, number]> = [];
-  let mark = performance.now();
-  const step = (what: string) => {
-    const now = performance.now();
-    timings.push([what, (now - mark) / 1000]);
-    log(`${what} in ${((now - mark) / 1000).toFixed(1)} s`);
-    mark = now;
-  };
+  const { timings, step } = stepTimer(log);
   const kubectl = async (args: string[], input?: string) => {
     const child = run(cluster.kubectl, ["--kubeconfig", cluster.kubeconfig, ...args], {
       maxBuffer: 64 << 20,

@@ -55,18 +55,7 @@ export default defineFunction({
       path: "/rotate",
       body: rotateRequest,
       async handle(body, { state, log, clock, headers }) {
-        // Whoever may write the CA Secret may rotate it: no credential of our own to manage.
-        const user = await authorizeBearer(
-          state.kube,
-          headers,
-          {
-            verb: "update",
-            resource: "secrets",
-            namespace: state.where.namespace,
-            name: state.where.secretName,
-          },
-          log,
-        );
+        const user = await mayRotate(state, headers, log);
         if (body.dryRun) {
           const m = await state.store.signingMaterial();
           return { outcome: "dry-run", mode: body.mode, wouldRotate: caStatus(m).current, user };
@@ -80,19 +69,23 @@ export default defineFunction({
       path: "/status",
       body: z.unknown(),
       async handle(_body, { state, headers, log }) {
-        await authorizeBearer(
-          state.kube,
-          headers,
-          {
-            verb: "update",
-            resource: "secrets",
-            namespace: state.where.namespace,
-            name: state.where.secretName,
-          },
-          log,
-        );
+        await mayRotate(state, headers, log);
         return caStatus(await state.store.signingMaterial());
       },
     },
   ],
 });
+
+/** Whoever may write the CA Secret may rotate it (and see its status): the API server decides. */
+function mayRotate(
+  state: { kube: Parameters<typeof authorizeBearer>[0]; where: { namespace: string; secretName: string } },
+  headers: Parameters<typeof authorizeBearer>[1],
+  log: Parameters<typeof authorizeBearer>[3],
+) {
+  return authorizeBearer(
+    state.kube,
+    headers,
+    { verb: "update", resource: "secrets", namespace: state.where.namespace, name: state.where.secretName },
+    log,
+  );
+}
