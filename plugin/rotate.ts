@@ -1,9 +1,11 @@
-// `rotate`: rotate-ca's POST /rotate with the user's own token, through the API server's Service proxy or --url.
+// `rotate`: rotate-ca's POST /rotate with the user's own token, through the API server's Service proxy (the token
+// in rotate-ca's own header, since the API server consumes Authorization) or straight to --url.
 import type * as k8s from "@kubernetes/client-node";
 import { request } from "node:https";
 import { request as plainRequest } from "node:http";
 import { EXIT, PluginError } from "./access.ts";
 import { where } from "./ca.ts";
+import { PROXIED_AUTHORIZATION_HEADER } from "../shared/kube/auth.ts";
 
 export interface RotateOptions {
   reason: string;
@@ -18,7 +20,7 @@ const PROXY_PATH = `/api/v1/namespaces/${where.namespace}/services/http:rotate-c
 async function post(url: URL, headers: Record<string, string>, tls: object, body: string) {
   return new Promise<{ status: number; text: string }>((resolve, reject) => {
     const send = url.protocol === "https:" ? request : plainRequest;
-    const req = send(url, { method: "POST", headers, ...tls }, (res) => {
+    const req = send(url, { method: "POST", ...tls, headers }, (res) => {
       let text = "";
       res.setEncoding("utf8");
       res.on("data", (c: string) => (text += c));
@@ -47,6 +49,8 @@ export async function rotate(kc: k8s.KubeConfig, opts: RotateOptions): Promise<R
   const headers = {
     ...(tls.headers ?? {}),
     authorization: `Bearer ${token}`,
+    // Through the Service proxy the API server consumes Authorization; rotate-ca reads the token from here.
+    ...(opts.url ? {} : { [PROXIED_AUTHORIZATION_HEADER]: `Bearer ${token}` }),
     "content-type": "application/json",
     "content-length": String(Buffer.byteLength(body)),
   };
@@ -68,9 +72,9 @@ export async function rotate(kc: k8s.KubeConfig, opts: RotateOptions): Promise<R
   ).trim();
   if (res.status === 401 && !opts.url) {
     throw new PluginError(
-      `rotate-ca answered 401 through the API server's Service proxy: ${message}. The API server removes the ` +
-        "Authorization header once it has authenticated you, so rotate-ca never sees your token; reach rotate-ca " +
-        "directly instead: kubectl -n service-ca port-forward svc/rotate-ca 8080:80, then --url http://127.0.0.1:8080",
+      `rotate-ca answered 401 through the API server's Service proxy: ${message}. Is rotate-ca older than the ` +
+        `${PROXIED_AUTHORIZATION_HEADER} header? Reach it directly instead: ` +
+        "kubectl -n service-ca port-forward svc/rotate-ca 8080:80, then --url http://127.0.0.1:8080",
       EXIT.forbidden,
     );
   }

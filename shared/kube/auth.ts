@@ -14,13 +14,21 @@ export interface Permission {
   name?: string;
 }
 
+/**
+ * Where a caller coming through the API server's Service proxy puts its token: the API server authenticates the
+ * proxy request itself and removes the Authorization header before forwarding it, so the token must ride in a
+ * header of its own (checked exactly like Authorization: a TokenReview, then a SubjectAccessReview).
+ */
+export const PROXIED_AUTHORIZATION_HEADER = "x-service-ca-authorization";
+
 export async function authorizeBearer(
   kube: Kube,
   headers: IncomingHttpHeaders,
   need: Permission,
   log?: Logger,
 ): Promise<string> {
-  const match = /^Bearer\s+(\S+)$/i.exec(headers.authorization ?? "");
+  const given = headers.authorization || headers[PROXIED_AUTHORIZATION_HEADER];
+  const match = /^Bearer\s+(\S+)$/i.exec(typeof given === "string" ? given : "");
   if (!match)
     throw new FunctionError(
       "unauthenticated",

@@ -4,7 +4,12 @@
 // adapters, every call to a function goes through its Service.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import {
   startDeployedSystem,
@@ -17,6 +22,9 @@ import { waitFor } from "../../dev/processes.ts";
 import { opensslVerifies } from "../support/tls.ts";
 import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
 import { scrape } from "../support/metrics.ts";
+import { buildPlugin } from "../../scripts/build-plugin.ts";
+
+const run = promisify(execFile);
 
 const SECRET_NAME = "service.beta.openshift.io/serving-cert-secret-name";
 const INJECT = "service.beta.openshift.io/inject-cabundle";
@@ -294,6 +302,45 @@ describe("the system as deployed on a one-node cluster", () => {
       { timeoutMs: 120_000, intervalMs: 500 },
     );
     assert.ok(reissued);
+  });
+
+  it("kubectl service-ca rotate reaches rotate-ca through the API server's Service proxy with the user's own token", async () => {
+    const work = await mkdtemp(join(tmpdir(), "service-ca-plugin-"));
+    try {
+      const plugin = await buildPlugin(join(work, "kubectl-service_ca"));
+      const token = await tokenWithRules(system.kc, SYSTEM_NAMESPACE, "ca-operator", [
+        ...rotatorRules(),
+        {
+          apiGroups: [""],
+          resources: ["services/proxy"],
+          resourceNames: ["rotate-ca", "http:rotate-ca:80"],
+          verbs: ["get", "create"],
+        },
+      ]);
+      const kc = new k8s.KubeConfig();
+      kc.loadFromOptions({
+        clusters: [{ name: "node", server: system.cluster.server, caFile: system.cluster.caFile }],
+        users: [{ name: "ca-operator", token }],
+        contexts: [{ name: "node", cluster: "node", user: "ca-operator" }],
+        currentContext: "node",
+      });
+      const kubeconfig = join(work, "kubeconfig");
+      await writeFile(kubeconfig, kc.exportConfig(), { mode: 0o600 });
+      const before = await bundle();
+      const { stdout } = await run(
+        process.execPath,
+        [plugin, "rotate", "--dry-run", "--reason", "proxy drill", "-o", "json"],
+        {
+          env: { ...process.env, KUBECONFIG: kubeconfig },
+        },
+      );
+      const answer = JSON.parse(stdout) as { outcome: string; user: string };
+      assert.equal(answer.outcome, "dry-run");
+      assert.equal(answer.user, `system:serviceaccount:${SYSTEM_NAMESPACE}:ca-operator`);
+      assert.equal(await bundle(), before, "a dry run changes nothing");
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   });
 
   it("expiry-scan runs when its PingSource fires, through Knative's ping adapter", async () => {
