@@ -50,7 +50,11 @@ function moved(before: Map<string, number>, after: Map<string, number>): Record<
   const out: Record<string, number> = {};
   for (const [k, v] of after) {
     const d = v - (before.get(k) ?? 0);
-    const series = !k.includes("_bucket{") && !k.includes("_sum{") && !k.startsWith("service_ca_expiry_time");
+    const series =
+      !k.includes("_bucket{") &&
+      !k.includes("_sum{") &&
+      !k.startsWith("service_ca_expiry_time") &&
+      !k.startsWith("service_ca_trusted_oldest_expiry_time");
     if (d !== 0 && series) out[k] = d;
   }
   return out;
@@ -76,9 +80,13 @@ describe("metrics", () => {
     }
     for (const svc of services) await send("issue-serving-cert", svc, "Service"); // 3 issued
     await send("issue-serving-cert", services[0]!, "Service"); // a duplicate: no write
+    // Malformed, from a real source (a request without one is refused before its body is read).
     const bad = await fetch(serving, {
       method: "POST",
-      headers: { "content-type": "text/plain" },
+      headers: {
+        "content-type": "text/plain",
+        authorization: `Bearer ${await sourceToken(cluster.kc, "issue-serving-cert")}`,
+      },
       body: "{",
     });
     assert.equal(bad.status, 400);
@@ -112,6 +120,11 @@ describe("metrics", () => {
     const caCert = parseCertificates(Buffer.from(ca.data!["tls.crt"]!, "base64").toString())[0]!;
     assert.equal(
       s1.get(`service_ca_expiry_time_seconds{${fn("issue-serving-cert")}}`),
+      Math.floor(caCert.notAfter.getTime() / 1000),
+    );
+    // One CA in the bundle so far: the oldest trusted one is the current one.
+    assert.equal(
+      s1.get(`service_ca_trusted_oldest_expiry_time_seconds{${fn("issue-serving-cert")}}`),
       Math.floor(caCert.notAfter.getTime() / 1000),
     );
     // The injector never loads the CA: it exports no expiry at all (an unset gauge would read as 0, i.e. 1970).
