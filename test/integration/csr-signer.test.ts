@@ -210,20 +210,29 @@ before(async () => {
 
   signerPort = await freePort();
   await startSigner(false);
+  await startSourceAndWait();
+});
+
+let sourceStarts = 0;
+/**
+ * Starts the CSR source and waits until its events arrive. The adapter sends nothing about objects that existed
+ * before its watch began: touch a probe CSR of this start's own until one of its events arrives, so every CSR
+ * the tests create afterwards is seen.
+ */
+async function startSourceAndWait() {
   source = await startCsrSource(signer!.url);
-  // The adapter sends nothing about objects that existed before its watch began: touch a probe CSR until one
-  // of its events arrives, so every CSR the tests create afterwards is seen.
-  await requestCertificate("probe", [`web.${ns}.svc`], { who: admin() });
+  const probe = `probe-${sourceStarts++}`;
+  await requestCertificate(probe, [`web.${ns}.svc`], { who: admin() });
   let touch = 0;
   await waitFor(
     "the CSR source delivering events",
     async () => {
-      await kubectl(admin(), "label", "csr", "probe", `touch=${touch++}`, "--overwrite");
-      return (await handled("probe")).length > 0 ? true : undefined;
+      await kubectl(admin(), "label", "csr", probe, `touch=${touch++}`, "--overwrite");
+      return (await handled(probe)).length > 0 ? true : undefined;
     },
     { timeoutMs: 30_000, intervalMs: 200 },
   );
-});
+}
 
 after(async () => {
   await source?.stop(3000);
@@ -351,11 +360,14 @@ describe("sign-csr (signerName service-ca.dev/serving), manual approval", () => 
 
 describe("sign-csr with AUTO_APPROVE=true", () => {
   before(async () => {
+    // Approved while sign-csr and its source were down: no event is ever sent for it (the source's adapter may
+    // redeliver what it had seen, so it goes too), and only the sweep can find it.
+    await source!.stop(3000);
     await signer!.process.stop();
-    // Approved while sign-csr was down: the event is lost (nothing listens), only the sweep can find it.
     await requestCertificate("web-missed", [`web.${ns}.svc`]);
     await kubectl(admin(), "certificate", "approve", "web-missed");
     await startSigner(true);
+    await startSourceAndWait();
   });
 
   it("a ping sweeps what events missed", async () => {
