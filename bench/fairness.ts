@@ -64,8 +64,13 @@ async function measure(limit: number): Promise<{ alone: number[]; noisy: number[
         );
     })();
     await new Promise((r) => setTimeout(r, 500)); // the noise is under way
-    const noisy = await quietRun(QUIET);
-    flipping = false;
+    let noisy: number[];
+    try {
+      noisy = await quietRun(QUIET);
+    } finally {
+      flipping = false;
+      await noise.catch(() => {}); // its own failure would only hide the quiet tenant's
+    }
     await noise;
     arrivals.stop();
     return { alone, noisy, flips };
