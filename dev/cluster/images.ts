@@ -5,22 +5,14 @@ import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { writeImage, type ImageConfig } from "../image/oci.ts";
+import { cacheDir } from "../cache-dir.ts";
 
 const run = promisify(execFile);
 const goDir = join(import.meta.dirname, "go");
 const goEnv = { ...process.env, PATH: `/usr/local/go/bin:${process.env.PATH}`, CGO_ENABLED: "0" };
-
-/** Where build-binaries.sh caches too. */
-export function cacheDir(): string {
-  const env = process.env;
-  return (
-    env.SERVICE_CA_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "service-ca-functions")
-  );
-}
 
 export interface NodeImage {
   /** the reference pods name, "localhost/service-ca-functions/<name>:<key>" */

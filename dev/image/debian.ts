@@ -5,9 +5,9 @@ import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { cacheDir } from "../cache-dir.ts";
 
 const run = promisify(execFile);
 
@@ -22,12 +22,7 @@ export interface DebianPackage {
   sha256: string;
 }
 
-export const debianCache = (): string =>
-  join(
-    process.env.SERVICE_CA_CACHE ??
-      join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "service-ca-functions"),
-    "debs",
-  );
+export const debianCache = (): string => join(cacheDir(), "debs");
 
 /**
  * The candidate version of each package (as `apt-get install` would pick it), downloaded once into the cache and

@@ -6,20 +6,13 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join, relative } from "node:path";
 import { buildFunctions } from "../../scripts/build.ts";
+import { cacheDir } from "../cache-dir.ts";
 
 const repoRoot = join(import.meta.dirname, "../..");
 const KEEP = 4;
 let building: Promise<string> | undefined;
-
-function cacheRoot(): string {
-  const env = process.env;
-  return (
-    env.SERVICE_CA_CACHE ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "service-ca-functions")
-  );
-}
 
 async function filesUnder(dir: string): Promise<string[]> {
   const entries = await readdir(join(repoRoot, dir), { withFileTypes: true, recursive: true });
@@ -51,7 +44,7 @@ export function functionBundles(): Promise<string> {
   const given = process.env.SERVICE_CA_BUNDLES;
   if (given && existsSync(given)) return Promise.resolve(given);
   building ??= (async () => {
-    const root = join(cacheRoot(), "bundles");
+    const root = join(cacheDir(), "bundles");
     const dir = join(root, await sourcesKey());
     if (!existsSync(join(dir, "done"))) {
       const tmp = `${dir}.tmp-${process.pid}`;
