@@ -9,7 +9,8 @@ import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
 import { functionNames } from "../../shared/runtime/names.ts";
 import { waitFor } from "../processes.ts";
-import { buildImage } from "../image/service-image.ts";
+import { buildFunctionsImage } from "../image/service-image.ts";
+import { functionBundles } from "../local-system/bundles.ts";
 import { eventingImages, eventingManifest, KNATIVE_NAMESPACE } from "./knative-eventing.ts";
 import { knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 import { startNodeCluster, type NodeCluster } from "./node-cluster.ts";
@@ -45,7 +46,13 @@ export async function startDeployedSystem(
   try {
     const work = join(cluster.dir, "deployed-system");
     await mkdir(work, { recursive: true });
-    const image = await buildImage({ outDir: join(work, "image"), log });
+    // The bundles this run already has (cached by their sources), not a second build of the same sources.
+    const image = await buildFunctionsImage({
+      bundles: await functionBundles(),
+      functions: functionNames(),
+      outDir: join(work, "image"),
+      log,
+    });
     if (image.name !== SYSTEM_IMAGE)
       throw new Error(`the image is ${image.name}; infra/ runs ${SYSTEM_IMAGE}`);
     await cluster.importImage(image.archive);
