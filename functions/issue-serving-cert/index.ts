@@ -10,8 +10,9 @@ import { forbidden } from "../../shared/runtime/errors.ts";
 import { workMetrics } from "../../shared/runtime/work-metrics.ts";
 import { KeyPool } from "../../shared/pki/key-pool.ts";
 import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
-import { KeyedLimiter } from "../../shared/runtime/concurrency.ts";
+import { KeyedLimiter, retryWithBackoff } from "../../shared/runtime/concurrency.ts";
 import { z } from "zod";
+import { Gauge } from "prom-client";
 
 export default defineFunction({
   name: "issue-serving-cert",
@@ -48,14 +49,33 @@ export default defineFunction({
       .describe(
         "events of one namespace handled at once, the rest queued in order, so one tenant's churn cannot starve another's (0: no limit)",
       ),
+    QUEUED_RETRY_SECONDS: z.coerce
+      .number()
+      .min(0)
+      .max(3600)
+      .default(2)
+      .describe(
+        "first delay before queued work that failed is tried again (doubling, 4 tries in all; the scan repairs what is still left)",
+      ),
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
   ]),
   init({ config, kube, clock, log, metrics }): ServingCertDeps & { perNamespace: KeyedLimiter } {
+    const perNamespace = new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE, {
+      onBackgroundFailure: retryWithBackoff(config.QUEUED_RETRY_SECONDS * 1000, QUEUED_TRIES, log),
+    });
+    new Gauge({
+      name: "service_ca_queued_events",
+      help: "Events answered and waiting for their namespace's turn (one per object however many named it)",
+      registers: [metrics],
+      collect() {
+        this.set(perNamespace.queued);
+      },
+    });
     return {
-      perNamespace: new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE),
+      perNamespace,
       kube: kube(),
       ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
       clock,
@@ -74,15 +94,23 @@ export default defineFunction({
   started(state) {
     state.keyPool?.start();
   },
-  shutdown(state) {
+  async shutdown(state) {
+    await state.perNamespace.close();
     state.keyPool?.close();
   },
-  async handle(event, { state, log }) {
+  async handle(event, { state, log, cloudevent }) {
     const { namespace, name, kind } = event.ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
-    return state.perNamespace.run(namespace, () => handleInNamespace(event, namespace, { ...state, log }));
+    const work = () => handleInNamespace(event, namespace, { ...state, log });
+    if (!cloudevent.respondAsync) return state.perNamespace.run(namespace, work);
+    // The source waits for this answer before it sends its next event, whoever's it is: answer now, and let the
+    // namespace's own queue (one entry per object, however many events name it) hold this tenant's backlog.
+    const queued = state.perNamespace.submit(namespace, `${kind}/${name}`, work);
+    return { outcome: queued, queuedEvents: state.perNamespace.queued };
   },
 });
+
+const QUEUED_TRIES = 4;
 
 async function handleInNamespace(
   event: { ref: { name: string; kind: string }; action: string },
