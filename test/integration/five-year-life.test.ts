@@ -16,7 +16,8 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
+import { notifyOk } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
@@ -191,17 +192,6 @@ describe("B. every rotation with real peers at real time", () => {
     await Promise.all(Object.values(fns).map((f) => f.process.stop()));
   });
 
-  const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, apiVersion: string, kind: string) =>
-    ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
-  const bundleEvent = async () =>
-    apiServerEvent(
-      asEvent(
-        await core.readNamespacedConfigMap({ namespace: CA_NS, name: "signing-cabundle" }),
-        "v1",
-        "ConfigMap",
-      ),
-      "update",
-    );
   const secret = () => core.readNamespacedSecret({ namespace: ns, name: "backend-tls" });
   const pem = (s: k8s.V1Secret, k: string) => Buffer.from(s.data![k]!, "base64").toString();
   const injectedBundle = async () =>
@@ -237,8 +227,8 @@ describe("B. every rotation with real peers at real time", () => {
     });
   };
   const fanOut = async (fn: "expiry-scan" | "inject-webhooks" | "inject-configmap") => {
-    const r = await deliver(fns[fn]!.url, await bundleEvent(), await sourceToken(cluster.kc, fn));
-    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const published = await core.readNamespacedConfigMap({ namespace: CA_NS, name: "signing-cabundle" });
+    await notifyOk(cluster.kc, fns[fn]!, published, "ConfigMap", { action: "update" });
   };
 
   /** Rebuilds the moment before a rotation: a CA created `ageDays` ago, everything issued and injected from it. */
@@ -304,16 +294,7 @@ describe("B. every rotation with real peers at real time", () => {
       },
     });
     const svc = await core.readNamespacedService({ namespace: ns, name: "backend" });
-    assert.equal(
-      (
-        await deliver(
-          fns["issue-serving-cert"]!.url,
-          apiServerEvent(asEvent(svc, "v1", "Service"), "add"),
-          await sourceToken(cluster.kc, "issue-serving-cert"),
-        )
-      ).status,
-      200,
-    );
+    await notifyOk(cluster.kc, fns["issue-serving-cert"]!, svc, "Service");
     await serverReload();
     backend = startTlsBackend(host, dir);
 

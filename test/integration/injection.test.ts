@@ -10,7 +10,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { notifyFunction, notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
@@ -32,24 +32,13 @@ let backend: Tied;
 const fns: Record<string, RunningFunction> = {};
 const cleanup: Array<() => Promise<unknown>> = [];
 
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, apiVersion: string, kind: string) =>
-  ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
-
-async function notify(
+const notify = (
   fn: string,
   o: { metadata?: k8s.V1ObjectMeta },
   apiVersion: string,
   kind: string,
   action: "add" | "update" = "add",
-) {
-  const res = await deliver(
-    fns[fn]!.url,
-    apiServerEvent(asEvent(o, apiVersion, kind), action),
-    await sourceToken(cluster.kc, fn),
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.json));
-  return res.json;
-}
+) => notifyOk(cluster.kc, fns[fn]!, o, kind, { action, apiVersion });
 
 const tlsFailure = /x509|certificate signed by unknown authority|tls: failed to verify/i;
 
@@ -406,11 +395,9 @@ describe("inject-configmap", () => {
       body: { metadata: { name: "plain" }, data: { a: "b" } },
     });
     assert.equal((await notify("inject-configmap", plain, "v1", "ConfigMap")).outcome, "not-annotated");
-    const res = await deliver(
-      fns["inject-crd"]!.url,
-      apiServerEvent(asEvent(plain, "v1", "ConfigMap"), "update"),
-      await sourceToken(cluster.kc, "inject-crd"),
-    );
+    const res = await notifyFunction(cluster.kc, fns["inject-crd"]!, plain, "ConfigMap", {
+      action: "update",
+    });
     assert.equal(res.status, 403);
   });
 

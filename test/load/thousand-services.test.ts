@@ -10,7 +10,8 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, sourceToken } from "../../dev/events.ts";
+import { asEvent } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { Broker } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
@@ -71,9 +72,6 @@ before(async () => {
   auditStart = await auditMark(cluster);
 });
 after(() => Promise.all([...replicas.values()].flat().map((r) => r.process.stop())));
-
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string, apiVersion = "v1") =>
-  ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
 
 /** The same event to both replicas of `fn`, at once, as two subscribers of one source would get it. */
 function toBoth(fn: Fn, o: { metadata?: k8s.V1ObjectMeta }, kind: string, apiVersion = "v1") {
