@@ -21,9 +21,8 @@ import { notifyOk } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
-import { startTlsBackend } from "../support/tls-backend.ts";
+import { createBackendService, startTlsBackend } from "../support/tls-backend.ts";
 import { opensslVerifies, overlapPairs } from "../support/tls.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { CaStore, type CaMaterial } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
@@ -255,20 +254,7 @@ describe("B. every rotation with real peers at real time", () => {
 
   it("3+ automatic rotations and a forced one: 0 failed handshakes and webhook calls, all four combinations verify", async () => {
     // The backend Service, its endpoint on the test host, a webhook on it, and a ConfigMap for the client's bundle.
-    await core.createNamespacedService({
-      namespace: ns,
-      body: {
-        metadata: { name: "backend", annotations: { [annotations.secretName]: "backend-tls" } },
-        spec: { ports: [{ name: "https", port: 443, targetPort: 8443 as unknown as k8s.IntOrString }] },
-      },
-    });
-    await core.createNamespacedEndpoints({
-      namespace: ns,
-      body: {
-        metadata: { name: "backend" },
-        subsets: [{ addresses: [{ ip: host.address }], ports: [{ name: "https", port: 8443 }] }],
-      },
-    });
+    await createBackendService(core, ns, host);
     await core.createNamespacedConfigMap({
       namespace: ns,
       body: { metadata: { name: "client-trust", annotations: { [INJECT]: "true" } } },

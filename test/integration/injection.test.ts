@@ -14,9 +14,8 @@ import { notifyFunction, notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
-import { startTlsBackend } from "../support/tls-backend.ts";
+import { createBackendService, startTlsBackend } from "../support/tls-backend.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { createAuthority } from "../../shared/pki/index.ts";
 
 const INJECT = "service.beta.openshift.io/inject-cabundle";
@@ -61,20 +60,7 @@ before(async () => {
 
   // The backend Service, its serving certificate from issue-serving-cert, and its endpoint on the test host.
   testHost = await createTestHost();
-  const svc = await core.createNamespacedService({
-    namespace: ns,
-    body: {
-      metadata: { name: "backend", annotations: { [annotations.secretName]: "backend-tls" } },
-      spec: { ports: [{ name: "https", port: 443, targetPort: 8443 as unknown as k8s.IntOrString }] },
-    },
-  });
-  await core.createNamespacedEndpoints({
-    namespace: ns,
-    body: {
-      metadata: { name: "backend" },
-      subsets: [{ addresses: [{ ip: testHost.address }], ports: [{ name: "https", port: 8443 }] }],
-    },
-  });
+  const svc = await createBackendService(core, ns, testHost);
   await notify("issue-serving-cert", svc, "v1", "Service");
   const secret = await core.readNamespacedSecret({ namespace: ns, name: "backend-tls" });
   const dir = await mkdtemp(join(tmpdir(), "backend-"));
