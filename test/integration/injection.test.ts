@@ -15,6 +15,7 @@ import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
 import { createBackendService, startTlsBackend } from "../support/tls-backend.ts";
+import { conversionCrd } from "../support/crds.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { createAuthority } from "../../shared/pki/index.ts";
 
@@ -204,28 +205,15 @@ describe("inject-webhooks: the API server calls a webhook it trusts only through
 describe("inject-crd: a conversion webhook the API server trusts only through the injected caBundle", () => {
   it("cannot convert before injection; after it, an object stored as v1 reads back as v2", async () => {
     const ext = cluster.kc.makeApiClient(k8s.ApiextensionsV1Api);
-    // client-node models name this field x_kubernetes_preserve_unknown_fields and serialize it to x-kubernetes-preserve-unknown-fields.
-    const schema = { openAPIV3Schema: { type: "object", x_kubernetes_preserve_unknown_fields: true } };
     const crd = await ext.createCustomResourceDefinition({
-      body: {
-        metadata: { name: `widgets.${CRD_GROUP}`, annotations: { [INJECT]: "true" } },
-        spec: {
-          group: CRD_GROUP,
-          scope: "Namespaced",
-          names: { plural: "widgets", singular: "widget", kind: "Widget" },
-          versions: [
-            { name: "v1", served: true, storage: true, schema },
-            { name: "v2", served: true, storage: false, schema },
-          ],
-          conversion: {
-            strategy: "Webhook",
-            webhook: {
-              conversionReviewVersions: ["v1"],
-              clientConfig: { service: { namespace: ns, name: "backend", path: "/convert", port: 443 } },
-            },
-          },
-        },
-      },
+      body: conversionCrd({
+        group: CRD_GROUP,
+        plural: "widgets",
+        singular: "widget",
+        kind: "Widget",
+        annotations: { [INJECT]: "true" },
+        service: { namespace: ns, name: "backend", path: "/convert", port: 443 },
+      }),
     });
     cleanup.push(() => ext.deleteCustomResourceDefinition({ name: `widgets.${CRD_GROUP}` }));
     await waitFor("CRD established", async () => {
