@@ -22,7 +22,7 @@ import {
   trustedAt,
   type Signer,
 } from "../../shared/pki/index.ts";
-import { reissueReason } from "../../shared/serving-cert/decide.ts";
+import { extraKeys, reissueReason } from "../../shared/serving-cert/decide.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 
 const t0 = new Date("2026-01-01T00:00:00Z");
@@ -191,6 +191,14 @@ describe("when a serving certificate is re-issued", () => {
       "key algorithm is not ecdsa-p256",
     );
     assert.equal(await reissueReason({ ...s, annotations: {} }, want(t0)), "expiry annotation missing");
+  });
+
+  it("keys beside tls.crt and tls.key are extra (stripped), and do not by themselves ask for a new certificate", async () => {
+    const s = await secretFor(t0);
+    const cluttered = { ...s, data: { ...s.data, "ca.crt": "x", "tls.crt.bak": "y" } };
+    assert.deepEqual(extraKeys(cluttered), ["ca.crt", "tls.crt.bak"]);
+    assert.deepEqual(extraKeys(s), []);
+    assert.equal(await reissueReason(cluttered, want(t0)), undefined);
   });
 });
 
