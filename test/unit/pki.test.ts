@@ -251,6 +251,27 @@ describe("KeyPool", () => {
     assert.ok(key.privateKey);
     pool.close();
   });
+
+  it("callers waiting for keys are served round-robin by owner: a tenant draining the pool waits behind itself", async () => {
+    const gates: Array<() => void> = [];
+    const pool = new KeyPool(0, "ecdsa-p256", 1, async (a) => {
+      await new Promise<void>((r) => gates.push(r));
+      return generateKeyPair(a);
+    });
+    const order: string[] = [];
+    const takes = [
+      ...["noisy-1", "noisy-2", "noisy-3"].map((n) => pool.take("noisy").then(() => order.push(n))),
+      pool.take("quiet").then(() => order.push("quiet")),
+    ];
+    for (let served = 0; served < 4; served++) {
+      while (gates.length === 0) await new Promise((r) => setTimeout(r, 1));
+      gates.shift()!();
+      while (order.length <= served) await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(takes);
+    assert.deepEqual(order, ["noisy-1", "quiet", "noisy-2", "noisy-3"]);
+    pool.close();
+  });
 });
 
 describe("leaf checks on native X.509 (the scan's fast path)", () => {
