@@ -57,12 +57,26 @@ export default defineFunction({
       .describe(
         "first delay before queued work that failed is tried again (doubling, 4 tries in all; the scan repairs what is still left)",
       ),
+    QUEUE_DRAIN_SECONDS: z.coerce
+      .number()
+      .min(0)
+      .max(300)
+      .default(20)
+      .describe(
+        "at shutdown, how long queued work is still worked through (within the pod's 30 s grace; the scan repairs what is left)",
+      ),
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
   ]),
-  init({ config, kube, clock, log, metrics }): ServingCertDeps & { perNamespace: KeyedLimiter } {
+  init({
+    config,
+    kube,
+    clock,
+    log,
+    metrics,
+  }): ServingCertDeps & { perNamespace: KeyedLimiter; shutdownGraceMs: number } {
     const perNamespace = new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE, {
       onBackgroundFailure: retryWithBackoff(config.QUEUED_RETRY_SECONDS * 1000, QUEUED_TRIES, log),
     });
@@ -76,6 +90,7 @@ export default defineFunction({
     });
     return {
       perNamespace,
+      shutdownGraceMs: config.QUEUE_DRAIN_SECONDS * 1000,
       kube: kube(),
       ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
       clock,
@@ -95,7 +110,8 @@ export default defineFunction({
     state.keyPool?.start();
   },
   async shutdown(state) {
-    await state.perNamespace.close();
+    // What is queued was answered already: finish it within the shutdown budget; the scan repairs the rest.
+    await state.perNamespace.close(state.shutdownGraceMs);
     state.keyPool?.close();
   },
   async handle(event, { state, log, cloudevent }) {

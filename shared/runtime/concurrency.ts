@@ -119,8 +119,20 @@ export class KeyedLimiter {
     return this.queuedItems.size;
   }
 
-  /** Stops starting submitted work (what is queued is dropped) and waits for what is already running. */
-  async close(): Promise<void> {
+  /**
+   * Works through what is queued for up to `graceMs`, then stops starting submitted work (what is still queued
+   * is dropped) and waits for what is already running.
+   */
+  async close(graceMs = 0): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    while (this.running.size > 0 && this.queuedItems.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...this.running].slice(0, 1)),
+        new Promise((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now())))),
+      ]);
+      clearTimeout(timer);
+    }
     this.closed = true;
     for (const timer of this.retryTimers) clearTimeout(timer);
     this.retryTimers.clear();

@@ -143,4 +143,19 @@ describe("KeyedLimiter", () => {
     assert.equal(queuedRan, false);
     assert.equal(limiter.queued, 0);
   });
+
+  it("close(grace) still works through what is queued, since its senders were answered already", async () => {
+    const limiter = new KeyedLimiter(1);
+    const ran: string[] = [];
+    const gate = deferred();
+    limiter.submit("ns", "a", async () => {
+      await gate.promise;
+      ran.push("a");
+    });
+    limiter.submit("ns", "b", async () => void ran.push("b"));
+    const closed = limiter.close(5_000);
+    gate.resolve();
+    await closed;
+    assert.deepEqual(ran, ["a", "b"]);
+  });
 });
