@@ -117,7 +117,13 @@ export default defineFunction({
   async handle(event, { state, log, cloudevent }) {
     const { namespace, name, kind } = event.ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
-    const work = () => handleInNamespace(event, namespace, { ...state, log });
+    if (kind === "Service" && event.action === "delete") return { outcome: "service-gone" };
+    // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
+    if (state.ca.isCaSecret({ kind, namespace, name }))
+      throw forbidden(
+        `Secret ${namespace}/${name} is the CA's own Secret; issue-serving-cert does not act on it`,
+      );
+    const work = () => handleInNamespace(event.ref, namespace, { ...state, log });
     if (!cloudevent.respondAsync) return state.perNamespace.run(namespace, work);
     // The source waits for this answer before it sends its next event, whoever's it is: answer now, and let the
     // namespace's own queue (one entry per object, however many events name it) hold this tenant's backlog.
@@ -128,21 +134,13 @@ export default defineFunction({
 
 const QUEUED_TRIES = 4;
 
+// Whatever the event's action: the queue holds one entry per object, and the reconcile re-reads it.
 async function handleInNamespace(
-  event: { ref: { name: string; kind: string }; action: string },
+  { name, kind }: { name: string; kind: string },
   namespace: string,
   deps: ServingCertDeps,
 ) {
-  const { name, kind } = event.ref;
-  if (kind === "Service") {
-    if (event.action === "delete") return { outcome: "service-gone" };
-    return { ...(await reconcileService(deps, namespace, name)) };
-  }
-  // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
-  if (deps.ca.isCaSecret({ kind, namespace, name }))
-    throw forbidden(
-      `Secret ${namespace}/${name} is the CA's own Secret; issue-serving-cert does not act on it`,
-    );
+  if (kind === "Service") return { ...(await reconcileService(deps, namespace, name)) };
   // A Secret changed or went away: the Services that asked for it decide what happens.
   const services = await servicesUsingSecret(deps.kube, namespace, name);
   const results = [];
