@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { waitFor } from "../processes.ts";
 import { buildFunctionsImage } from "../image/service-image.ts";
 import { functionBundles } from "../local-system/bundles.ts";

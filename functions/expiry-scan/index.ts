@@ -1,7 +1,7 @@
 // expiry-scan: the hourly repair (and the fan-out after a CA change): republish the bundle if it drifted and
 // bring every annotated Service's Secret up to date, whatever events were lost.
 import { z } from "zod";
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";

@@ -1,5 +1,5 @@
 // issue-serving-cert: a Service asks for a serving certificate by annotation; keep its TLS Secret correct.
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";

@@ -1,6 +1,6 @@
 // rotate-ca: rotates the service CA when it nears expiry (daily ping), or when an authorized admin asks.
 import { z } from "zod";
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";

@@ -2,7 +2,7 @@
 // a serving certificate from the service CA; with AUTO_APPROVE, ServiceAccounts' requests are approved or denied.
 import { z } from "zod";
 import * as k8s from "@kubernetes/client-node";
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";

@@ -1,6 +1,8 @@
 // Builds an inject-* function from a target: events about its kind inject one object; a change of the
 // published bundle re-injects every annotated object of the kind at once.
-import { defineFunction } from "../runtime/define.ts";
+import { definerFor } from "../runtime/define.ts";
+import type { EventSourceRef } from "../runtime/event-senders.ts";
+import type { KubeAccess } from "../kube/client.ts";
 import { z } from "zod";
 import { apiServerEvent, pingEvent } from "../events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../ca-store/layout.ts";
@@ -10,13 +12,17 @@ import { injectAll, injectOne } from "./injector.ts";
 import type { InjectionTarget } from "./targets.ts";
 import { workMetrics } from "../runtime/work-metrics.ts";
 
-export function injectorFunction(name: string, targets: InjectionTarget[]) {
+const defineFunction = definerFor<KubeAccess>();
+
+/** The whole inject-* function: its name, the kinds it manages, and the sources that deliver to it (infra/base/sources/). */
+export function injectorFunction(name: string, targets: InjectionTarget[], sources: EventSourceRef[]) {
   const kinds = [
     ...targets.map((t) => ({ apiVersion: t.apiVersion, kind: t.kind })),
     { apiVersion: "v1", kind: "ConfigMap" },
   ];
   return defineFunction({
     name,
+    sources,
     description: `injects the service CA bundle into annotated ${targets.map((t) => t.kind).join(" and ")} objects`,
     config: { ...caStoreConfigShape },
     event: z.union([pingEvent, apiServerEvent(kinds)]),

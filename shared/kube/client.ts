@@ -21,6 +21,12 @@ export interface Kube {
   objects: k8s.KubernetesObjectApi;
 }
 
+/** What a function's init gets from the host to reach the API server. */
+export interface KubeAccess {
+  /** Built on first use, so a function that never calls the API server never needs credentials. */
+  kube: () => Kube;
+}
+
 export function createKube(config: k8s.KubeConfig): Kube {
   reuseConnections(config);
   return {

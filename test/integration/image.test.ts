@@ -31,7 +31,7 @@ import {
   type RunningContainer,
   type UnpackedImage,
 } from "../../dev/image/runc.ts";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { annotations } from "../../shared/serving-cert/annotations.ts";
 import { INJECT_BETA } from "../../shared/inject/annotations.ts";
 

@@ -23,7 +23,7 @@ import {
   writesBy,
   type Identity,
 } from "../support/audit.ts";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { sourceToken } from "../../dev/events.ts";
 import { runtimeConfigShape } from "../../shared/runtime/config.ts";
 
