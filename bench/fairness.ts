@@ -4,7 +4,7 @@
 // figure shows what the bound buys. Goal: the quiet tenant's p50 under noise at most 2× its quiet p50.
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { Arrivals, machine, percentile, printTable } from "./support.ts";
 
 const QUIET = Number(process.env.BENCH_COUNT ?? 20);

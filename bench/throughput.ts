@@ -3,7 +3,7 @@
 import { availableParallelism } from "node:os";
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { generateKeyPair } from "../shared/pki/keys.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import { Arrivals, cpuSeconds, machine, printTable } from "./support.ts";

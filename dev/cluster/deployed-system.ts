@@ -18,7 +18,8 @@ import { stepTimer } from "../step-timer.ts";
 
 const run = promisify(execFile);
 const repoRoot = join(import.meta.dirname, "../..");
-export const SYSTEM_NAMESPACE = "service-ca";
+export { SYSTEM_NAMESPACE } from "../../shared/names.ts";
+import { SYSTEM_NAMESPACE } from "../../shared/names.ts";
 /** The image infra/ names by tag; the node has it imported, so the default pull policy never pulls. */
 export const SYSTEM_IMAGE = "ghcr.io/service-ca-functions/functions:0.1.0";
 

@@ -15,7 +15,8 @@ import { knativeCrdManifest } from "./knative-crds.ts";
 
 const run = promisify(execFile);
 const repoRoot = join(import.meta.dirname, "../..");
-export const SYSTEM_NAMESPACE = "service-ca";
+export { SYSTEM_NAMESPACE } from "../../shared/names.ts";
+import { SYSTEM_NAMESPACE } from "../../shared/names.ts";
 const KNATIVE_NAMESPACE = "knative-eventing";
 
 export interface LocalSystem {

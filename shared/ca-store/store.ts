@@ -18,15 +18,8 @@ import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import {
-  BUNDLE_KEY,
-  caKeys,
-  CA_SECRET_LABELS,
-  MANAGED_BY_LABEL,
-  ROTATED_AT_ANNOTATION,
-  ROTATION_REASON_ANNOTATION,
-  type CaLocation,
-} from "./layout.ts";
+import { annotations, caKeys, CA_SECRET_LABELS, MANAGED_BY_LABEL } from "../names.ts";
+import type { CaLocation } from "./layout.ts";
 
 export type RotationMode = "overlap" | "replace";
 
@@ -231,8 +224,8 @@ export class CaStore {
         labels: { ...(secret.metadata?.labels ?? {}), ...CA_SECRET_LABELS },
         annotations: {
           ...(secret.metadata?.annotations ?? {}),
-          [ROTATION_REASON_ANNOTATION]: reason,
-          [ROTATED_AT_ANNOTATION]: now.toISOString(),
+          [annotations.rotationReason]: reason,
+          [annotations.rotatedAt]: now.toISOString(),
         },
       },
       data: {
@@ -261,7 +254,7 @@ export class CaStore {
     const current = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
       this.kube.core.readNamespacedConfigMap({ namespace, name }),
     );
-    if (current?.data?.[BUNDLE_KEY] === material.bundlePem) {
+    if (current?.data?.[caKeys.bundle] === material.bundlePem) {
       this.publishedVersion = material.resourceVersion;
       return false;
     }
@@ -269,7 +262,7 @@ export class CaStore {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
-      data: { [BUNDLE_KEY]: material.bundlePem },
+      data: { [caKeys.bundle]: material.bundlePem },
     });
     this.publishedVersion = material.resourceVersion;
     this.log.info("published the CA bundle", {

@@ -16,6 +16,7 @@ import {
   type ServingRequest,
 } from "../pki/csr.ts";
 import { recordEvent } from "../kube/events.ts";
+import { SIGNER_NAME } from "../names.ts";
 import { capText } from "../runtime/logger.ts";
 import { MAX_COMMON_NAME } from "../serving-cert/dns-names.ts";
 import {
@@ -24,7 +25,6 @@ import {
   refusedNames,
   serviceAccountOf,
   serviceClaimed,
-  SIGNER_NAME,
   type CsrNameRule,
 } from "./policy.ts";
 

@@ -5,7 +5,7 @@ import { listAll } from "../kube/pages.ts";
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
 import { classifyKubeError, isNotFound } from "../kube/client.ts";
-import { FIELD_MANAGER, mergePatch, readOptional, write } from "../kube/objects.ts";
+import { mergePatch, readOptional, write } from "../kube/objects.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { CaLocation } from "../ca-store/layout.ts";
 import { readPublishedBundle } from "../inject/bundle-source.ts";
@@ -13,12 +13,8 @@ import { mapLimit } from "../runtime/concurrency.ts";
 import type { Clock } from "../runtime/clock.ts";
 import { malformed } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/logger.ts";
-import {
-  COPY_SECRET_NAME,
-  DISTRIBUTED_LABEL,
-  DISTRIBUTED_SELECTOR,
-  parseDistributionConfig,
-} from "./config.ts";
+import { DISTRIBUTED_SELECTOR, parseDistributionConfig } from "./config.ts";
+import { copyNames, DISTRIBUTED_LABEL, FIELD_MANAGER } from "../names.ts";
 import {
   isSelected,
   planNamespace,
@@ -142,8 +138,8 @@ async function distributeOnce(
       }),
     ),
     // By name: the only Secret this function may read (RBAC resourceNames).
-    readOptional(`Secret ${namespace}/${COPY_SECRET_NAME}`, () =>
-      deps.kube.core.readNamespacedSecret({ namespace, name: COPY_SECRET_NAME }),
+    readOptional(`Secret ${namespace}/${copyNames.secret}`, () =>
+      deps.kube.core.readNamespacedSecret({ namespace, name: copyNames.secret }),
     ),
   ]);
   if (!ns) return { outcome: "namespace-gone", tally };
@@ -193,9 +189,9 @@ export async function distributeEverywhere(deps: DistributionDeps): Promise<Swee
         )
       : [],
     // A list narrowed to one name is authorized by RBAC resourceNames: this function may not list other Secrets.
-    listAll(`Secrets named ${COPY_SECRET_NAME}`, (cont) =>
+    listAll(`Secrets named ${copyNames.secret}`, (cont) =>
       deps.kube.core.listSecretForAllNamespaces({
-        fieldSelector: `metadata.name=${COPY_SECRET_NAME}`,
+        fieldSelector: `metadata.name=${copyNames.secret}`,
         limit: PAGE,
         _continue: cont,
       }),

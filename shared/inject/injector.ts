@@ -9,9 +9,8 @@ import type { Logger } from "../runtime/logger.ts";
 import type { WorkMetrics } from "../runtime/work-metrics.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { wantsInjection } from "./annotations.ts";
+import { INJECTOR_FIELD_MANAGER } from "../names.ts";
 import type { AnyObject, InjectionTarget } from "./targets.ts";
-
-export const INJECTOR_FIELD_MANAGER = "service-ca-functions-injector";
 
 export interface InjectorDeps {
   kube: Kube;

@@ -1,8 +1,7 @@
 // Typed reads and writes shared by the functions: 404 as undefined, patches with our field manager.
 import * as k8s from "@kubernetes/client-node";
 import { classifyKubeError, isNotFound, type Kube } from "./client.ts";
-
-export const FIELD_MANAGER = "service-ca-functions";
+import { FIELD_MANAGER } from "../names.ts";
 
 /** Runs a read; a 404 is `undefined`, any other failure a classified error. */
 export async function readOptional<T>(what: string, read: () => Promise<T>): Promise<T | undefined> {

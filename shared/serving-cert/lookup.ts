@@ -2,7 +2,8 @@
 import type { Kube } from "../kube/client.ts";
 import { classifyKubeError } from "../kube/client.ts";
 import { readOptional } from "../kube/objects.ts";
-import { annotations, requestedSecretName } from "./annotations.ts";
+import { annotations } from "../names.ts";
+import { requestedSecretName } from "./annotations.ts";
 
 /**
  * A Secret of ours names its Service, so a change to it costs two GETs; only a Secret that names no Service

@@ -11,9 +11,8 @@ import type { Logger } from "../runtime/logger.ts";
 import type { WorkMetrics } from "../runtime/work-metrics.ts";
 import type { KeyPool } from "../pki/key-pool.ts";
 import type { CaMaterial, CaStore } from "../ca-store/store.ts";
-import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
+import { annotations, dataKeys, MANAGED_BY_LABEL } from "../names.ts";
 import {
-  annotations,
   failureCount,
   MAX_FAILURES,
   originatingUid,
@@ -328,7 +327,10 @@ async function issue(
       ...(existing ? { resourceVersion: existing.metadata!.resourceVersion } : {}),
     },
     type: "kubernetes.io/tls",
-    data: { "tls.crt": b64(leaf.certPem + material.chainPem), "tls.key": b64(leaf.keyPem) },
+    data: {
+      [dataKeys.tlsCert]: b64(leaf.certPem + material.chainPem),
+      [dataKeys.tlsKey]: b64(leaf.keyPem),
+    },
   };
   if (existing) {
     // resourceVersion makes the replace conditional: a concurrent writer turns this into a 409, then a re-read.

@@ -3,7 +3,7 @@
 import type * as k8s from "@kubernetes/client-node";
 import { forEachPage } from "../kube/pages.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
-import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
+import { MANAGED_BY_LABEL } from "../names.ts";
 import { requestedSecretName } from "./annotations.ts";
 import { recheckDue } from "./failures.ts";
 import {

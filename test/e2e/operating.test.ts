@@ -16,8 +16,8 @@ import { buildPlugin } from "../../scripts/build-plugin.ts";
 import { scrape } from "../support/metrics.ts";
 import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../support/audit.ts";
 import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
-import { caKeys } from "../../shared/ca-store/layout.ts";
+import { annotations } from "../../shared/names.ts";
+import { caKeys } from "../../shared/names.ts";
 import {
   createAuthority,
   decodeBundle,

@@ -22,7 +22,7 @@ import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
 import { startTlsBackend } from "../support/tls-backend.ts";
 import { opensslVerifies, overlapPairs } from "../support/tls.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { CaStore, type CaMaterial } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";

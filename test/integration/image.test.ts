@@ -32,8 +32,7 @@ import {
   type UnpackedImage,
 } from "../../dev/image/runc.ts";
 import { functionNames } from "../../shared/host/functions.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
-import { INJECT_BETA } from "../../shared/inject/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");
@@ -339,7 +338,7 @@ describe("the image run by runc as a kubelet runs it", () => {
     const cm = await core.createNamespacedConfigMap({
       namespace: ns,
       body: {
-        metadata: { name: "trust", annotations: { [INJECT_BETA]: "true" } },
+        metadata: { name: "trust", annotations: { [annotations.injectCaBundle]: "true" } },
         data: { other: "kept" },
       },
     });

@@ -16,7 +16,7 @@ import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
 import { startTlsBackend } from "../support/tls-backend.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { createAuthority } from "../../shared/pki/index.ts";
 
 const INJECT = "service.beta.openshift.io/inject-cabundle";

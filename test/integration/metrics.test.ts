@@ -8,7 +8,7 @@ import { startFunction, type RunningFunction } from "../../dev/local-system/func
 import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { parseCertificates } from "../../shared/pki/index.ts";
 import { scrape } from "../support/metrics.ts";
 

@@ -10,7 +10,7 @@ import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from
 import { createNamespace } from "../support/namespaces.ts";
 import { handshake, openssl, overlapPairs } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { decodeBundle } from "../../shared/pki/index.ts";
 import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
 

@@ -15,7 +15,7 @@ import { createNamespace } from "../support/namespaces.ts";
 import { Broker } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
 import { auditMark, auditSince, succeeded, type AuditEvent } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 
 const SERVICES = 1000;

@@ -25,7 +25,7 @@ import {
   type Identity,
 } from "../support/audit.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 interface Fn extends RunningFunction {
   identity: Identity;

@@ -16,7 +16,7 @@ import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { Broker, type Delivery } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
 import { auditMark, auditSince, succeeded, type AuditEvent } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 
 const CA_NS = "service-ca";

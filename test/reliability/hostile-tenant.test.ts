@@ -14,7 +14,7 @@ import { apiServerEvent, deliver, pingEvent, sourceToken } from "../../dev/event
 import { waitFor } from "../../dev/processes.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { auditMark, auditSince, reviewsBy, serviceAccountUser, writesBy } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { defaultAudience, knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 
 const TENANT = "tenant";

@@ -15,7 +15,7 @@ import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { tokenWithRules, rotatorRules } from "../support/tokens.ts";
 import { auditMark, auditSince, reviewsBy, serviceAccountUser } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 const NS = "shop";
 const INJECT = "service.beta.openshift.io/inject-cabundle";

@@ -23,7 +23,7 @@ import {
   type Signer,
 } from "../../shared/pki/index.ts";
 import { reissueReason } from "../../shared/serving-cert/decide.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 const t0 = new Date("2026-01-01T00:00:00Z");
 let ca: Awaited<ReturnType<typeof createAuthority>>;
