@@ -18,8 +18,10 @@ import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
+import type { Registry } from "prom-client";
+import { caExpiryGauge } from "./metrics.ts";
+import { caLocationFrom, type CaLocation } from "./layout.ts";
 import { annotations, caKeys, CA_SECRET_LABELS, MANAGED_BY_LABEL } from "../names.ts";
-import type { CaLocation } from "./layout.ts";
 
 export type RotationMode = "overlap" | "replace";
 
@@ -50,7 +52,7 @@ export class CaStore {
 
   constructor(
     private readonly kube: Kube,
-    private readonly where: CaLocation,
+    readonly where: CaLocation,
     private readonly clock: Clock,
     private readonly log: Logger,
     /** Told of every CA this store loads (for the expiry gauge). */
@@ -271,4 +273,15 @@ export class CaStore {
     });
     return true;
   }
+}
+
+/** The CA store as every function's init opens it: the location from its config, the gauges in its registry. */
+export function openCaStore(ctx: {
+  config: Parameters<typeof caLocationFrom>[0];
+  kube: () => Kube;
+  clock: Clock;
+  log: Logger;
+  metrics: Registry;
+}): CaStore {
+  return new CaStore(ctx.kube(), caLocationFrom(ctx.config), ctx.clock, ctx.log, caExpiryGauge(ctx.metrics));
 }

@@ -7,7 +7,7 @@ import { readOptional, write } from "../kube/objects.ts";
 import type { CaStore } from "../ca-store/store.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { WorkMetrics } from "../runtime/work-metrics.ts";
+import type { IssuanceMetrics } from "../serving-cert/metrics.ts";
 import { transient } from "../runtime/errors.ts";
 import {
   csrLifetimeSeconds,
@@ -28,7 +28,6 @@ import {
   type CsrNameRule,
 } from "./policy.ts";
 
-const COMPONENT = "service-ca-functions/sign-csr";
 /** Events about cluster-scoped objects live in `default`, as client-go's recorder puts them. */
 const EVENT_NAMESPACE = "default";
 
@@ -39,10 +38,12 @@ export interface CsrSignerDeps {
   ca: CaStore;
   clock: Clock;
   log: Logger;
+  /** Who raises the Events (sign-csr). */
+  component: string;
   autoApprove: boolean;
   /** The longest lifetime granted, and the lifetime of a CSR without spec.expirationSeconds. */
   maxSeconds: number;
-  metrics: WorkMetrics;
+  metrics: IssuanceMetrics;
   /** What a cluster admin allows besides a ServiceAccount's own Services (CSR_ALLOWED_NAMES). */
   allowedNames: readonly CsrNameRule[];
 }
@@ -148,7 +149,7 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
       type: "Warning",
       reason: "CertificateRefused",
       message: `${verdict.reason}: ${verdict.message}`,
-      component: COMPONENT,
+      component: deps.component,
       now,
     });
     return { outcome: "failed", reason: verdict.reason, message: verdict.message };
@@ -175,7 +176,7 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
     type: "Normal",
     reason: "CertificateIssued",
     message: capText(`signed for ${verdict.request.dnsNames.join(", ")} until ${notAfter}`, 1000),
-    component: COMPONENT,
+    component: deps.component,
     now,
   });
   return { outcome: "signed", notAfter };
@@ -210,7 +211,7 @@ async function announce(deps: CsrSignerDeps, csr: Csr): Promise<void> {
         : `will not be signed even if approved: ${verdict.reason}: ${verdict.message}`,
       1000,
     ),
-    component: COMPONENT,
+    component: deps.component,
     now: deps.clock.now(),
   });
   announced.add(uid);

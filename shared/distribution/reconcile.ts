@@ -8,7 +8,7 @@ import { classifyKubeError, isNotFound } from "../kube/client.ts";
 import { mergePatch, readOptional, write } from "../kube/objects.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { CaLocation } from "../ca-store/layout.ts";
-import { readPublishedBundle } from "../inject/bundle-source.ts";
+import { readPublishedBundle } from "../ca-store/published-bundle.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import type { Clock } from "../runtime/clock.ts";
 import { malformed } from "../runtime/errors.ts";

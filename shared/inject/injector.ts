@@ -6,7 +6,7 @@ import { forEachPage } from "../kube/pages.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { WorkMetrics } from "../runtime/work-metrics.ts";
+import type { InjectionMetrics } from "./metrics.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { wantsInjection } from "./annotations.ts";
 import { INJECTOR_FIELD_MANAGER } from "../names.ts";
@@ -17,7 +17,7 @@ export interface InjectorDeps {
   clock: Clock;
   log: Logger;
   component: string;
-  metrics?: WorkMetrics;
+  metrics?: InjectionMetrics;
 }
 
 export type InjectOutcome = "gone" | "not-annotated" | "not-applicable" | "current" | "injected";
@@ -156,4 +156,15 @@ export async function injectAll(
     }
   });
   return result;
+}
+
+/** Every annotated object of each kind in turn, by kind. */
+export async function injectKinds(
+  deps: InjectorDeps,
+  targets: InjectionTarget[],
+  bundlePem: string,
+): Promise<Record<string, FanOutResult>> {
+  const results: Record<string, FanOutResult> = {};
+  for (const t of targets) results[t.kind] = await injectAll(deps, t, bundlePem);
+  return results;
 }

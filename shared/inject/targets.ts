@@ -87,3 +87,12 @@ function webhookTarget(
 
 export const mutatingWebhookTarget = webhookTarget("MutatingWebhookConfiguration");
 export const validatingWebhookTarget = webhookTarget("ValidatingWebhookConfiguration");
+
+/** Every kind this system injects: what expiry-scan re-injects, and what the inject-* functions pick from. */
+export const injectionTargets: InjectionTarget[] = [
+  configMapTarget,
+  apiServiceTarget,
+  crdTarget,
+  mutatingWebhookTarget,
+  validatingWebhookTarget,
+];

@@ -1,5 +1,5 @@
 // Prometheus metrics every function host exposes on GET /metrics; functions add their own to the registry.
-import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Histogram, Registry, type Metric } from "prom-client";
 
 export interface RuntimeMetrics {
   registry: Registry;
@@ -37,4 +37,16 @@ export function createRuntimeMetrics(functionName: string, withProcessMetrics = 
       duration.observe({ route }, (performance.now() - startedAt) / 1000);
     },
   };
+}
+
+/**
+ * The metric `name` in `registry`, made by `make` on first use: prom-client refuses a second registration of a
+ * name, and several modules of one function may ask for the same metric.
+ */
+export function metricOnce<M extends Metric>(
+  registry: Registry,
+  name: string,
+  make: (registers: Registry[]) => M,
+): M {
+  return (registry.getSingleMetric(name) as M | undefined) ?? make([registry]);
 }

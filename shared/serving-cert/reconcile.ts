@@ -8,8 +8,8 @@ import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { WorkMetrics } from "../runtime/work-metrics.ts";
-import type { KeyPool } from "../pki/key-pool.ts";
+import type { IssuanceMetrics } from "./metrics.ts";
+import type { KeyPool } from "./key-pool.ts";
 import type { CaMaterial, CaStore } from "../ca-store/store.ts";
 import { annotations, dataKeys, MANAGED_BY_LABEL } from "../names.ts";
 import {
@@ -35,11 +35,13 @@ export interface ServingCertDeps {
   ca: CaStore;
   clock: Clock;
   log: Logger;
+  /** Who raises this reconcile's Events (the function doing it: issue-serving-cert, or expiry-scan's scan). */
+  component: string;
   validityDays: number;
   refreshFraction: number;
   /** Pre-generated RSA keys; without one, each certificate generates its key while the caller waits. */
   keyPool?: KeyPool;
-  metrics?: WorkMetrics;
+  metrics?: IssuanceMetrics;
   /** Whether a bare `<svc>` may be among the short names (SERVING_CERT_SINGLE_LABEL_NAMES); default true. */
   singleLabelNames?: boolean;
 }
@@ -69,7 +71,6 @@ export interface ReconcileResult {
   reason?: string;
 }
 
-const COMPONENT = "service-ca-functions/issue-serving-cert";
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const decodeData = (data: Record<string, string> | undefined) =>
   Object.fromEntries(
@@ -413,7 +414,7 @@ async function refuse(
         count >= MAX_FAILURES
           ? `${refusal.message} Given up after ${count} different causes: the scan looks again with backoff (from 1 h, doubling, up to 24 h), or clear ${annotations.errorNum} to retry now.`
           : refusal.message,
-      component: COMPONENT,
+      component: deps.component,
       now,
     },
   );

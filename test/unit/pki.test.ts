@@ -13,7 +13,6 @@ import {
   encodeBundle,
   generateKeyPair,
   importPrivateKeyPem,
-  KeyPool,
   leafIssuedBy,
   leafKeyMatches,
   readLeaf,
@@ -23,6 +22,7 @@ import {
   type Signer,
 } from "../../shared/pki/index.ts";
 import { reissueReason } from "../../shared/serving-cert/decide.ts";
+import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
 import { annotations } from "../../shared/names.ts";
 
 const t0 = new Date("2026-01-01T00:00:00Z");

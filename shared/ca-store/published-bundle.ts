@@ -1,7 +1,8 @@
-// The published CA bundle, read from its ConfigMap: injectors never need (or get) the CA key.
+// The published CA bundle, read from the ConfigMap the store writes: readers (injectors, distribution, the scan)
+// never need (or get) the CA key.
 import type { Kube } from "../kube/client.ts";
 import { readOptional } from "../kube/objects.ts";
-import type { CaLocation } from "../ca-store/layout.ts";
+import type { CaLocation } from "./layout.ts";
 import { dataKeys } from "../names.ts";
 import { transient } from "../runtime/errors.ts";
 
