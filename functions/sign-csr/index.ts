@@ -1,7 +1,6 @@
 // sign-csr: the signer for CertificateSigningRequests of signerName service-ca.dev/serving. Approved requests get
 // a serving certificate from the service CA; with AUTO_APPROVE, ServiceAccounts' requests are approved or denied.
 import { z } from "zod";
-import * as k8s from "@kubernetes/client-node";
 import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { openCaStore } from "../../shared/ca-store/store.ts";
@@ -51,8 +50,6 @@ export default defineFunction({
     const { config, kube, clock, log, metrics } = ctx;
     return {
       kube: kube(),
-      certificates: kube().config.makeApiClient(k8s.CertificatesV1Api),
-      authz: kube().config.makeApiClient(k8s.AuthorizationV1Api),
       ca: openCaStore(ctx),
       clock,
       log,

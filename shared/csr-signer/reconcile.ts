@@ -2,8 +2,10 @@
 // then signed or failed. The CSR is always re-read: an event only says where to look.
 import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
-import { classifyKubeError, type Kube } from "../kube/client.ts";
+import type { Kube } from "../kube/client.ts";
 import { readOptional, write } from "../kube/objects.ts";
+import { forEachPage } from "../kube/pages.ts";
+import { mayDo } from "../kube/auth.ts";
 import type { CaStore } from "../ca-store/store.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
@@ -33,8 +35,6 @@ const EVENT_NAMESPACE = "default";
 
 export interface CsrSignerDeps {
   kube: Kube;
-  certificates: k8s.CertificatesV1Api;
-  authz: k8s.AuthorizationV1Api;
   ca: CaStore;
   clock: Clock;
   log: Logger;
@@ -74,7 +74,7 @@ export async function reconcileCsr(deps: CsrSignerDeps, name: string): Promise<C
 
 async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResult> {
   let csr = await readOptional(`CertificateSigningRequest ${name}`, () =>
-    deps.certificates.readCertificateSigningRequest({ name }),
+    deps.kube.certificates.readCertificateSigningRequest({ name }),
   );
   if (!csr) return { outcome: "gone" };
   if (csr.spec.signerName !== SIGNER_NAME) return { outcome: "other-signer" };
@@ -92,7 +92,7 @@ async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResu
     }
     const type = decision.verdict === "approve" ? "Approved" : "Denied";
     csr = await write(`${type === "Approved" ? "approve" : "deny"} CertificateSigningRequest ${name}`, () =>
-      deps.certificates.replaceCertificateSigningRequestApproval({
+      deps.kube.certificates.replaceCertificateSigningRequestApproval({
         name,
         body: withCondition(csr!, csrCondition(type, decision.reason, decision.message, deps.clock.now())),
       }),
@@ -248,21 +248,13 @@ async function autoApproval(deps: CsrSignerDeps, csr: Csr): Promise<Decision> {
       deps.kube.core.readNamespacedService({ namespace: ns, name: svc }),
     );
     if (!found) return deny("ServiceNotFound", `there is no Service ${ns}/${svc}`);
-    const review = await write(`review whether ${username} may update Service ${ns}/${svc}`, () =>
-      deps.authz.createSubjectAccessReview({
-        body: {
-          spec: {
-            user: username,
-            groups,
-            uid,
-            extra,
-            resourceAttributes: { verb: "update", group: "", resource: "services", namespace: ns, name: svc },
-          },
-        },
-      }),
+    const allowed = await mayDo(
+      deps.kube,
+      { user: username!, groups, uid, extra },
+      { verb: "update", resource: "services", namespace: ns, name: svc },
+      `review whether ${username} may update Service ${ns}/${svc}`,
     );
-    if (!review.status?.allowed)
-      return deny("NotAuthorized", `${username} may not update Service ${ns}/${svc}`);
+    if (!allowed) return deny("NotAuthorized", `${username} may not update Service ${ns}/${svc}`);
   }
   return {
     verdict: "approve",
@@ -280,19 +272,14 @@ export interface SweepResult {
 /** Every CSR of our signer that still needs a step, page by page: what lost or missed events left behind. */
 export async function sweepCsrs(deps: CsrSignerDeps): Promise<SweepResult> {
   const result: SweepResult = { seen: 0, outcomes: {}, errors: 0 };
-  let cont: string | undefined;
-  do {
-    let page: k8s.V1CertificateSigningRequestList;
-    try {
-      page = await deps.certificates.listCertificateSigningRequest({
-        fieldSelector: `spec.signerName=${SIGNER_NAME}`,
-        limit: 500,
-        _continue: cont,
-      });
-    } catch (err) {
-      throw classifyKubeError(err, `list the CertificateSigningRequests of ${SIGNER_NAME}`);
-    }
-    for (const csr of page.items) {
+  const page = (cont?: string) =>
+    deps.kube.certificates.listCertificateSigningRequest({
+      fieldSelector: `spec.signerName=${SIGNER_NAME}`,
+      limit: 500,
+      _continue: cont,
+    });
+  await forEachPage(`the CertificateSigningRequests of ${SIGNER_NAME}`, page, async (items) => {
+    for (const csr of items) {
       result.seen++;
       const state = csrState(csr);
       if (state !== "approved" && !(state === "pending" && deps.autoApprove)) continue;
@@ -307,8 +294,7 @@ export async function sweepCsrs(deps: CsrSignerDeps): Promise<SweepResult> {
         });
       }
     }
-    cont = page.metadata?._continue || undefined;
-  } while (cont);
+  });
   return result;
 }
 
@@ -322,6 +308,6 @@ const withCondition = (csr: Csr, condition: k8s.V1CertificateSigningRequestCondi
 function writeStatus(deps: CsrSignerDeps, csr: Csr, body: Csr): Promise<Csr> {
   const name = csr.metadata!.name!;
   return write(`update the status of CertificateSigningRequest ${name}`, () =>
-    deps.certificates.replaceCertificateSigningRequestStatus({ name, body }),
+    deps.kube.certificates.replaceCertificateSigningRequestStatus({ name, body }),
   );
 }

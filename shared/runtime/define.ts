@@ -60,13 +60,14 @@ export interface FunctionDefinition<
   shutdown?(state: State): Promise<void> | void;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/* eslint-disable @typescript-eslint/no-explicit-any -- any event and state: what the host serves generically */
 export type AnyFunctionDefinition<Services extends object = any> = FunctionDefinition<
   ConfigShape,
   any,
   any,
   Services
 >;
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /** `defineFunction` for functions whose init also gets `Services` (the host's wiring decides what they are). */
 export const definerFor =
