@@ -7,7 +7,7 @@ import { annotations } from "../shared/names.ts";
 import { generateKeyPair } from "../shared/pki/keys.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import { Arrivals, cpuSeconds, machine, printTable } from "./support.ts";
-import { scrape } from "../test/support/metrics.ts";
+import { scrape } from "../dev/metrics.ts";
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 60);

@@ -1,7 +1,6 @@
 // The one injection loop: re-read the object, compare, and write the bundle only where it differs.
-import * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
-import { apply, readOptional, write } from "../kube/objects.ts";
+import { apply, patchAs, readOptional } from "../kube/objects.ts";
 import { forEachPage } from "../kube/pages.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -87,11 +86,7 @@ export async function injectInto(
   if (patch.strategy === "apply") {
     await apply(deps.kube, body, INJECTOR_FIELD_MANAGER);
   } else {
-    const contentType =
-      patch.strategy === "merge" ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch;
-    await write(`inject ${label(target, ref)}`, () =>
-      deps.kube.objects.patch(body, undefined, undefined, INJECTOR_FIELD_MANAGER, undefined, contentType),
-    );
+    await patchAs(deps.kube, `inject ${label(target, ref)}`, body, patch.strategy, INJECTOR_FIELD_MANAGER);
   }
   deps.metrics?.injected(target.kind);
   deps.log.info("injected CA bundle", { object: label(target, ref) });

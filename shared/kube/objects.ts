@@ -57,6 +57,21 @@ export function mergePatch<T extends k8s.KubernetesObject>(
   );
 }
 
+/** A merge or strategic-merge patch of `body` (which names the object), as `fieldManager`. */
+export function patchAs<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  what: string,
+  body: T,
+  strategy: "merge" | "strategic",
+  fieldManager = FIELD_MANAGER,
+): Promise<T> {
+  const contentType =
+    strategy === "merge" ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch;
+  return write(what, () =>
+    kube.objects.patch<T>(body, undefined, undefined, fieldManager, undefined, contentType),
+  );
+}
+
 /** Server-side apply of just the fields in `intent`, owned by `fieldManager`; others keep theirs. */
 export function apply<T extends k8s.KubernetesObject>(
   kube: Kube,

@@ -15,7 +15,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { opensslVerifies } from "../support/tls.ts";
-import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../support/audit.ts";
+import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../../dev/audit.ts";
 import { apiServerEvent, type ObjectLike } from "../../dev/events.ts";
 import { freePort, waitFor } from "../../dev/processes.ts";
 import {

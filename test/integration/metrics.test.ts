@@ -10,7 +10,7 @@ import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { annotations } from "../../shared/names.ts";
 import { parseCertificates } from "../../shared/pki/index.ts";
-import { scrape } from "../support/metrics.ts";
+import { scrape } from "../../dev/metrics.ts";
 
 const CA_NS = "service-ca";
 const INJECT = "service.beta.openshift.io/inject-cabundle";

@@ -14,7 +14,7 @@ import { apiServerEvent, sourceToken, type ObjectLike } from "../../dev/events.t
 import { createNamespace } from "../support/namespaces.ts";
 import { Broker } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
-import { auditMark, auditSince, succeeded, type AuditEvent } from "../support/audit.ts";
+import { auditMark, auditSince, succeeded, type AuditEvent } from "../../dev/audit.ts";
 import { annotations } from "../../shared/names.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 

@@ -22,7 +22,7 @@ import {
   tokenIdentity,
   writesBy,
   type Identity,
-} from "../support/audit.ts";
+} from "../../dev/audit.ts";
 import { functionNames } from "../../shared/host/functions.ts";
 import { sourceToken } from "../../dev/events.ts";
 import { runtimeConfigShape } from "../../shared/runtime/config.ts";

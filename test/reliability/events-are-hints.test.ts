@@ -23,7 +23,7 @@ import {
   writesBy,
   type AuditEvent,
   type Identity,
-} from "../support/audit.ts";
+} from "../../dev/audit.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
 import { annotations } from "../../shared/names.ts";
 

@@ -15,7 +15,7 @@ import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { Broker, type Delivery } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
-import { auditMark, auditSince, succeeded, type AuditEvent } from "../support/audit.ts";
+import { auditMark, auditSince, succeeded, type AuditEvent } from "../../dev/audit.ts";
 import { annotations } from "../../shared/names.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 

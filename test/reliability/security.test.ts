@@ -13,8 +13,8 @@ import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/
 import { apiServerEvent, deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
-import { tokenWithRules, rotatorRules } from "../support/tokens.ts";
-import { auditMark, auditSince, reviewsBy, serviceAccountUser } from "../support/audit.ts";
+import { tokenWithRules, rotatorRules } from "../../dev/tokens.ts";
+import { auditMark, auditSince, reviewsBy, serviceAccountUser } from "../../dev/audit.ts";
 import { annotations } from "../../shared/names.ts";
 
 const NS = "shop";
