@@ -1,6 +1,6 @@
 // The CA's metrics: its not-after (OpenShift's name, so alerts carry over) and the trusted bundle's earliest one.
-import { Gauge, type Registry } from "prom-client";
-import { metricOnce } from "../runtime/metrics.ts";
+import type { Registry } from "prom-client";
+import { gaugeIn } from "../runtime/metrics.ts";
 import type { CaMaterial } from "./store.ts";
 
 export interface CaMetrics {
@@ -16,8 +16,7 @@ const seconds = (d: Date) => Math.floor(d.getTime() / 1000);
  * CA that expired in 1970, and a function that never loads the CA (the injectors) must not export the series.
  */
 export function caMetrics(registry: Registry): CaMetrics {
-  const gauge = (name: string, help: string) =>
-    metricOnce(registry, name, (registers) => new Gauge({ name, help, registers }));
+  const gauge = (name: string, help: string) => gaugeIn(registry, name, help);
   return {
     caNotAfter: (d) =>
       gauge(

@@ -244,32 +244,36 @@ async function execute(deps: DistributionDeps, actions: Action[], tally: Tally):
   if (failed) throw failed.reason;
 }
 
+/** The count each action moves once it is done. */
+const countedAs: Record<Action["do"], keyof Tally> = {
+  none: "current",
+  create: "created",
+  replace: "created",
+  update: "updated",
+  delete: "deleted",
+  "leave-foreign": "foreign",
+};
+
 async function perform(deps: DistributionDeps, a: Action, tally: Tally): Promise<void> {
+  await act(deps, a);
+  tally[countedAs[a.do]]++;
+}
+
+async function act(deps: DistributionDeps, a: Action): Promise<void> {
   switch (a.do) {
     case "none":
-      tally.current++;
       return;
     case "create":
-      await create(deps, a.desired);
-      tally.created++;
-      return;
+      return create(deps, a.desired);
     case "replace":
       await remove(deps, a.found);
-      await create(deps, a.desired);
-      tally.created++;
-      return;
+      return create(deps, a.desired);
     case "update":
-      await update(deps, a.found, a.desired);
-      tally.updated++;
-      return;
+      return update(deps, a.found, a.desired);
     case "delete":
-      await remove(deps, a.found);
-      tally.deleted++;
-      return;
+      return remove(deps, a.found);
     case "leave-foreign":
-      await explainForeign(deps, a.found);
-      tally.foreign++;
-      return;
+      return explainForeign(deps, a.found);
   }
 }
 

@@ -1,6 +1,6 @@
-// CA bundles written into annotated objects, and objects found current.
-import { Counter, type Registry } from "prom-client";
-import { metricOnce } from "../runtime/metrics.ts";
+// CA bundles written into annotated objects, objects found current, and expiry-scan's re-injections.
+import type { Registry } from "prom-client";
+import { counterIn } from "../runtime/metrics.ts";
 import { writesSkipped, type WriteSkipped } from "../kube/metrics.ts";
 
 export interface InjectionMetrics {
@@ -10,28 +10,18 @@ export interface InjectionMetrics {
 }
 
 export function injectionMetrics(registry: Registry): InjectionMetrics {
-  const name = "service_ca_injections_total";
-  const injections = metricOnce(
+  const injections = counterIn(
     registry,
-    name,
-    (registers) =>
-      new Counter({
-        name,
-        help: "CA bundles written into annotated objects, by kind",
-        labelNames: ["kind"],
-        registers,
-      }),
+    "service_ca_injections_total",
+    "CA bundles written into annotated objects, by kind",
+    ["kind"],
   );
   return { injected: (kind) => injections.inc({ kind }), writeSkipped: writesSkipped(registry) };
 }
 
 /** expiry-scan's count of stale bundles it re-injected (its ping's repair of every kind). */
 export function reinjectionMetrics(registry: Registry): (kind: string, n: number) => void {
-  const reinjected = new Counter({
-    name: "service_ca_scan_reinjected_total",
-    help: "Stale CA bundles re-injected by expiry-scan, by kind",
-    labelNames: ["kind"],
-    registers: [registry],
-  });
+  const help = "Stale CA bundles re-injected by expiry-scan, by kind";
+  const reinjected = counterIn(registry, "service_ca_scan_reinjected_total", help, ["kind"]);
   return (kind, n) => reinjected.inc({ kind }, n);
 }

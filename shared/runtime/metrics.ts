@@ -1,5 +1,5 @@
 // Prometheus metrics every function host exposes on GET /metrics; functions add their own to the registry.
-import { collectDefaultMetrics, Counter, Histogram, Registry, type Metric } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
 
 export interface RuntimeMetrics {
   registry: Registry;
@@ -50,3 +50,11 @@ export function metricOnce<M extends Metric>(
 ): M {
   return (registry.getSingleMetric(name) as M | undefined) ?? make([registry]);
 }
+
+/** The counter `name` in `registry` (made on first use). */
+export const counterIn = (registry: Registry, name: string, help: string, labelNames: string[] = []) =>
+  metricOnce(registry, name, (registers) => new Counter({ name, help, labelNames, registers }));
+
+/** The gauge `name` in `registry` (made on first use: a gauge set for the first time is exported from then on). */
+export const gaugeIn = (registry: Registry, name: string, help: string, labelNames: string[] = []) =>
+  metricOnce(registry, name, (registers) => new Gauge({ name, help, labelNames, registers }));

@@ -1,6 +1,6 @@
-// Certificates issued (serving Secrets, and CSRs signed by sign-csr) and how long each took.
-import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import { metricOnce } from "../runtime/metrics.ts";
+// Certificates issued (serving Secrets, and CSRs signed by sign-csr) and how long each took; expiry-scan's account.
+import { Histogram, type Registry } from "prom-client";
+import { counterIn, gaugeIn, metricOnce } from "../runtime/metrics.ts";
 import { writesSkipped, type WriteSkipped } from "../kube/metrics.ts";
 import type { ScanResult } from "./scan.ts";
 
@@ -11,23 +11,19 @@ export interface IssuanceMetrics {
 }
 
 export function issuanceMetrics(registry: Registry): IssuanceMetrics {
-  const issued = metricOnce(
+  const issued = counterIn(
     registry,
     "service_ca_certificates_issued_total",
-    (registers) =>
-      new Counter({
-        name: "service_ca_certificates_issued_total",
-        help: "Serving certificates issued, by reason (secret missing, close to expiry, CA rotated, ...)",
-        labelNames: ["reason"],
-        registers,
-      }),
+    "Serving certificates issued, by reason (secret missing, close to expiry, CA rotated, ...)",
+    ["reason"],
   );
+  const name = "service_ca_issuance_duration_seconds";
   const duration = metricOnce(
     registry,
-    "service_ca_issuance_duration_seconds",
+    name,
     (registers) =>
       new Histogram({
-        name: "service_ca_issuance_duration_seconds",
+        name,
         help: "Time to issue one serving certificate: key, signature and the Secret write",
         buckets: [0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.5, 0.75, 1, 2.5, 5],
         registers,
@@ -47,26 +43,25 @@ const SCAN_OUTCOMES = ["issued", "current", "stripped", "foreign-secret", "gave-
 
 /** expiry-scan's account of each scan: counters, and gauges of the last scan. */
 export function scanMetrics(registry: Registry): (scan: ScanResult, at: Date) => void {
-  const registers = [registry];
-  const scanned = new Counter({
-    name: "service_ca_scan_services_total",
-    help: "Annotated Services seen by expiry-scan, by outcome (issued, current, stripped, foreign-secret, failed, ...)",
-    labelNames: ["outcome"],
-    registers,
-  });
+  const scanned = counterIn(
+    registry,
+    "service_ca_scan_services_total",
+    "Annotated Services seen by expiry-scan, by outcome (issued, current, stripped, foreign-secret, failed, ...)",
+    ["outcome"],
+  );
   // What the last scan found, as gauges: expiry-scan scales to zero between pings, so a scrape sees a fresh
   // process whose counters never show an increase; a gauge of the last scan is what an alert can read.
-  const lastScan = new Gauge({
-    name: "service_ca_last_scan_services",
-    help: "Annotated Services by outcome in expiry-scan's last scan (gave-up and foreign-secret: given up on)",
-    labelNames: ["outcome"],
-    registers,
-  });
-  const lastScanTime = new Gauge({
-    name: "service_ca_last_scan_timestamp_seconds",
-    help: "Unix time at which expiry-scan last completed a scan of every annotated Service",
-    registers,
-  });
+  const lastScan = gaugeIn(
+    registry,
+    "service_ca_last_scan_services",
+    "Annotated Services by outcome in expiry-scan's last scan (gave-up and foreign-secret: given up on)",
+    ["outcome"],
+  );
+  const lastScanTime = gaugeIn(
+    registry,
+    "service_ca_last_scan_timestamp_seconds",
+    "Unix time at which expiry-scan last completed a scan of every annotated Service",
+  );
   return (scan, at) => {
     for (const [outcome, n] of Object.entries(scan.outcomes)) scanned.inc({ outcome }, n);
     for (const outcome of new Set([...SCAN_OUTCOMES, ...Object.keys(scan.outcomes)])) {
