@@ -13,7 +13,8 @@ import {
   type Signer,
 } from "../pki/index.ts";
 import { classifyKubeError, isConflict, type Kube } from "../kube/client.ts";
-import { apply, readOptional } from "../kube/objects.ts";
+import { apply } from "../kube/objects.ts";
+import { createObject, readObject, replaceSecret } from "../kube/core.ts";
 import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -104,9 +105,7 @@ export class CaStore {
 
   private readSecret(): Promise<k8s.V1Secret | undefined> {
     const { namespace, secretName: name } = this.where;
-    return readOptional(`CA Secret ${namespace}/${name}`, () =>
-      this.kube.core.readNamespacedSecret({ namespace, name }),
-    );
+    return readObject(this.kube, "Secret", namespace, name, `CA Secret ${namespace}/${name}`);
   }
 
   private async bootstrap(): Promise<CaMaterial> {
@@ -123,7 +122,7 @@ export class CaStore {
       },
     };
     try {
-      const created = await this.kube.core.createNamespacedSecret({ namespace, body });
+      const created = await createObject(this.kube, "Secret", namespace, body);
       const material = await this.materialFrom(created);
       this.log.info("created the service CA", {
         ca: material.name,
@@ -242,7 +241,7 @@ export class CaStore {
     let written: k8s.V1Secret;
     try {
       // metadata.resourceVersion from the read makes this conditional.
-      written = await this.kube.core.replaceNamespacedSecret({ namespace, name, body });
+      written = await replaceSecret(this.kube, namespace, name, body);
     } catch (err) {
       if (isConflict(err)) return undefined;
       throw classifyKubeError(err, `rotate CA Secret ${namespace}/${name}`);
@@ -253,9 +252,7 @@ export class CaStore {
   /** Makes the published bundle ConfigMap hold `material`'s bundle; returns whether it wrote. */
   async publishBundle(material: CaMaterial): Promise<boolean> {
     const { namespace, bundleConfigMapName: name } = this.where;
-    const current = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
-      this.kube.core.readNamespacedConfigMap({ namespace, name }),
-    );
+    const current = await readObject(this.kube, "ConfigMap", namespace, name);
     if (current?.data?.[caKeys.bundle] === material.bundlePem) {
       this.publishedVersion = material.resourceVersion;
       return false;

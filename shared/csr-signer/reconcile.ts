@@ -3,7 +3,8 @@
 import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
-import { readOptional, write } from "../kube/objects.ts";
+import { write } from "../kube/objects.ts";
+import { csrPagesOf, readCsr, readObject, replaceCsrApproval, replaceCsrStatus } from "../kube/core.ts";
 import { forEachPage } from "../kube/pages.ts";
 import { mayDo } from "../kube/auth.ts";
 import type { CaStore } from "../ca-store/store.ts";
@@ -73,9 +74,7 @@ export async function reconcileCsr(deps: CsrSignerDeps, name: string): Promise<C
 }
 
 async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResult> {
-  let csr = await readOptional(`CertificateSigningRequest ${name}`, () =>
-    deps.kube.certificates.readCertificateSigningRequest({ name }),
-  );
+  let csr = await readCsr(deps.kube, name);
   if (!csr) return { outcome: "gone" };
   if (csr.spec.signerName !== SIGNER_NAME) return { outcome: "other-signer" };
   const state = csrState(csr);
@@ -92,10 +91,11 @@ async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResu
     }
     const type = decision.verdict === "approve" ? "Approved" : "Denied";
     csr = await write(`${type === "Approved" ? "approve" : "deny"} CertificateSigningRequest ${name}`, () =>
-      deps.kube.certificates.replaceCertificateSigningRequestApproval({
+      replaceCsrApproval(
+        deps.kube,
         name,
-        body: withCondition(csr!, csrCondition(type, decision.reason, decision.message, deps.clock.now())),
-      }),
+        withCondition(csr!, csrCondition(type, decision.reason, decision.message, deps.clock.now())),
+      ),
     );
     deps.log.info(`auto-approval: ${type.toLowerCase()}`, { csr: name, reason: decision.reason });
     if (type === "Denied") return { outcome: "denied", reason: decision.reason, message: decision.message };
@@ -244,9 +244,7 @@ async function autoApproval(deps: CsrSignerDeps, csr: Csr): Promise<Decision> {
   // allowed (CSR_ALLOWED_NAMES) need nothing more.
   const services = [...new Set(verdict.request.dnsNames.flatMap((n) => serviceClaimed(n, ns) ?? []))].sort();
   for (const svc of services) {
-    const found = await readOptional(`Service ${ns}/${svc}`, () =>
-      deps.kube.core.readNamespacedService({ namespace: ns, name: svc }),
-    );
+    const found = await readObject(deps.kube, "Service", ns, svc);
     if (!found) return deny("ServiceNotFound", `there is no Service ${ns}/${svc}`);
     const allowed = await mayDo(
       deps.kube,
@@ -272,12 +270,7 @@ export interface SweepResult {
 /** Every CSR of our signer that still needs a step, page by page: what lost or missed events left behind. */
 export async function sweepCsrs(deps: CsrSignerDeps): Promise<SweepResult> {
   const result: SweepResult = { seen: 0, outcomes: {}, errors: 0 };
-  const page = (cont?: string) =>
-    deps.kube.certificates.listCertificateSigningRequest({
-      fieldSelector: `spec.signerName=${SIGNER_NAME}`,
-      limit: 500,
-      _continue: cont,
-    });
+  const page = csrPagesOf(deps.kube, SIGNER_NAME, 500);
   await forEachPage(`the CertificateSigningRequests of ${SIGNER_NAME}`, page, async (items) => {
     for (const csr of items) {
       result.seen++;
@@ -308,6 +301,6 @@ const withCondition = (csr: Csr, condition: k8s.V1CertificateSigningRequestCondi
 function writeStatus(deps: CsrSignerDeps, csr: Csr, body: Csr): Promise<Csr> {
   const name = csr.metadata!.name!;
   return write(`update the status of CertificateSigningRequest ${name}`, () =>
-    deps.kube.certificates.replaceCertificateSigningRequestStatus({ name, body }),
+    replaceCsrStatus(deps.kube, name, body),
   );
 }

@@ -1,6 +1,6 @@
 // The one injection loop: re-read the object, compare, and write the bundle only where it differs.
 import type { Kube } from "../kube/client.ts";
-import { apply, patchAs, readOptional } from "../kube/objects.ts";
+import { apply, listAny, patchAs, readAny, readOptional } from "../kube/objects.ts";
 import { forEachPage } from "../kube/pages.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -41,9 +41,7 @@ export async function injectOne(
   ref: ObjectName,
   bundlePem: string,
 ): Promise<InjectOutcome> {
-  const obj = await readOptional(label(target, ref), () =>
-    deps.kube.objects.read<AnyObject>(keyOf(target, ref)),
-  );
+  const obj = await readAny<AnyObject>(deps.kube, label(target, ref), keyOf(target, ref));
   if (!obj) return "gone";
   return injectInto(deps, target, obj, bundlePem);
 }
@@ -110,18 +108,7 @@ export async function injectAll(
   // A kind that is not served (no aggregator, say) reads as an empty list.
   const page = async (cont?: string) =>
     (await readOptional(`list ${target.kind}`, () =>
-      deps.kube.objects.list<AnyObject>(
-        target.apiVersion,
-        target.kind,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        500,
-        cont,
-      ),
+      listAny<AnyObject>(deps.kube, target.apiVersion, target.kind, 500, cont),
     )) ?? { items: [] };
   await forEachPage(target.kind, page, async (items) => {
     const annotated = items.filter((o) =>

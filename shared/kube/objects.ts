@@ -22,6 +22,37 @@ export async function write<T>(what: string, op: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Any kind, by apiVersion, kind and name (the generic client): undefined for a 404. */
+export function readAny<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  what: string,
+  key: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } },
+): Promise<T | undefined> {
+  return readOptional(what, () => kube.objects.read<T>(key));
+}
+
+/** One page (`limit`, `cont`) of every object of a kind, in every namespace (the generic client). */
+export function listAny<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  apiVersion: string,
+  kind: string,
+  limit: number,
+  cont?: string,
+): Promise<{ items: T[]; metadata?: { _continue?: string } }> {
+  return kube.objects.list<T>(
+    apiVersion,
+    kind,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    limit,
+    cont,
+  );
+}
+
 export interface ObjectKey {
   apiVersion: string;
   kind: string;

@@ -3,7 +3,8 @@ import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
 import { servingHostnames, shortHostnames, signServingCertificate, type KeyAlgorithm } from "../pki/index.ts";
 import { isConflict, type Kube } from "../kube/client.ts";
-import { mergePatch, readOptional, write } from "../kube/objects.ts";
+import { mergePatch, write } from "../kube/objects.ts";
+import { createObject, readObject, replaceSecret } from "../kube/core.ts";
 import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -232,9 +233,7 @@ async function reconcileOnce(
   opts: ReconcileOptions,
 ): Promise<ReconcileResult> {
   const { kube } = deps;
-  const svc = await readOptional(`Service ${namespace}/${name}`, () =>
-    kube.core.readNamespacedService({ namespace, name }),
-  );
+  const svc = await readObject(kube, "Service", namespace, name);
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };
@@ -251,9 +250,7 @@ async function reconcileOnce(
   if (early) return refuse(deps, svc, early, recheck);
 
   const material = await deps.ca.signingMaterial();
-  const secret = await readOptional(`Secret ${namespace}/${secretName}`, () =>
-    kube.core.readNamespacedSecret({ namespace, name: secretName }),
-  );
+  const secret = await readObject(kube, "Secret", namespace, secretName);
   const verdict = await judge(svc, secret, material, judging);
   switch (verdict.kind) {
     case "not-annotated":
@@ -336,11 +333,11 @@ async function issue(
   if (existing) {
     // resourceVersion makes the replace conditional: a concurrent writer turns this into a 409, then a re-read.
     await write(`replace Secret ${namespace}/${secretName}`, () =>
-      deps.kube.core.replaceNamespacedSecret({ namespace, name: secretName, body }),
+      replaceSecret(deps.kube, namespace, secretName, body),
     );
   } else {
     try {
-      await deps.kube.core.createNamespacedSecret({ namespace, body });
+      await createObject(deps.kube, "Secret", namespace, body);
     } catch (err) {
       if (isConflict(err))
         throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);

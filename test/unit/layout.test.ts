@@ -148,14 +148,25 @@ function sourceFiles(dir: string): string[] {
     .map((e) => relative(root, join(e.parentPath, e.name)));
 }
 
+/** The API clients on a Kube handle: only shared/kube calls them (the domains call kube/'s functions). */
+const apiClientUse = /\bkube(\(\))?\.(core|objects|certificates|authentication|authorization|config)\b/g;
+
 /** Every broken rule in `files` (path → source text). */
 export function violations(files: Record<string, string>): string[] {
-  return Object.entries(files).flatMap(([path, text]) =>
-    importsOf(path, text).flatMap((imp) => {
+  return Object.entries(files).flatMap(([path, text]) => {
+    const imports = importsOf(path, text).flatMap((imp) => {
       const rule = breaks(imp);
       return rule ? [`${path} imports ${imp.to}: ${rule}`] : [];
-    }),
-  );
+    });
+    const room = roomOf(path);
+    const code = room !== undefined && (room in domains || room === "host" || room.startsWith("function:"));
+    const calls = code
+      ? [...text.matchAll(apiClientUse)].map(
+          (m) => `${path} uses ${m[0]}: only shared/kube calls the API clients; use its functions`,
+        )
+      : [];
+    return [...imports, ...calls];
+  });
 }
 
 describe("layout", () => {
@@ -179,9 +190,10 @@ describe("layout", () => {
       "functions/expiry-scan/index.ts": `import def from "../rotate-ca/index.ts";`,
       "scripts/start.ts": `import { startLocalSystem } from "../test/support/identities.ts";`,
       "bench/scan.ts": `import { x } from "../test/helpers.ts";`,
+      "shared/serving-cert/y.ts": `await deps.kube.core.readNamespacedSecret({ namespace, name });`,
     };
     const found = violations(bad);
-    assert.equal(found.length, 12, found.join("\n"));
+    assert.equal(found.length, 13, found.join("\n"));
     const good = {
       "shared/serving-cert/x.ts": `import type * as k8s from "@kubernetes/client-node";\nimport { CaStore } from "../ca-store/store.ts";\nimport { annotations } from "../names.ts";`,
       "functions/a/index.ts": `import { defineFunction } from "../../shared/host/define.ts";\nimport { x } from "./helper.ts";`,
