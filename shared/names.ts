@@ -96,5 +96,8 @@ export const INJECTOR_FIELD_MANAGER = "service-ca-functions-injector";
 /** The CertificateSigningRequest signerName sign-csr signs for. */
 export const SIGNER_NAME = "service-ca.dev/serving";
 
+/** The audience a function's sources ask tokens for (infra/ sets it as every source's spec.sink.audience). */
+export const eventAudience = (functionName: string) => `${own}${functionName}`;
+
 /** The Event component (and reporting controller) of a function's Events. */
 export const eventComponent = (functionName: string) => `service-ca-functions/${functionName}`;

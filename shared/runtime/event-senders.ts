@@ -6,7 +6,7 @@ import type { Clock } from "./clock.ts";
 import { FunctionError } from "./errors.ts";
 import type { ConfigShape } from "./config.ts";
 // infra/ creates the sources in the system namespace, and so Knative creates their OIDC ServiceAccounts there.
-import { SYSTEM_NAMESPACE } from "../names.ts";
+import { eventAudience, SYSTEM_NAMESPACE } from "../names.ts";
 
 /** A Knative source that delivers to a function (declared in functions/<name>/index.ts). */
 export interface EventSourceRef {
@@ -39,8 +39,8 @@ export function knativeChildName(parent: string, suffix: string): string {
 export const serviceAccountUsername = (namespace: string, name: string) =>
   `system:serviceaccount:${namespace}:${name}`;
 
-/** The audience a function's sources ask tokens for (infra/ sets it as every source's spec.sink.audience). */
-export const defaultAudience = (functionName: string) => `service-ca-functions.dev/${functionName}`;
+/** The audience a function's sources ask tokens for, unless EVENT_AUDIENCE says otherwise. */
+export const defaultAudience = eventAudience;
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const dnsSubdomain = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
