@@ -262,6 +262,7 @@ export interface ApiServerSource {
   metadata: { name: string; namespace: string };
   spec: {
     mode?: string;
+    ceOverrides?: { extensions?: Record<string, string> };
     serviceAccountName: string;
     namespaceSelector?: Record<string, unknown>;
     resources: Array<{
@@ -328,6 +329,7 @@ export function adapterEnv(
     METRICS_DOMAIN: "knative.dev/eventing",
     POD_NAME: `${src.metadata.name}-adapter`,
     PROFILING_PORT: profilingPort,
+    ...(src.spec.ceOverrides ? { K_CE_OVERRIDES: JSON.stringify(src.spec.ceOverrides) } : {}),
     // With authentication-oidc enabled the reconciler adds these (receive_adapter.go makeEnv): the adapter then
     // sends every event with a token for its own OIDC identity and the sink's audience.
     ...(src.spec.sink.audience

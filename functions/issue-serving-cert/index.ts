@@ -10,8 +10,9 @@ import { forbidden } from "../../shared/runtime/errors.ts";
 import { issuanceMetrics } from "../../shared/serving-cert/metrics.ts";
 import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
 import { eventComponent } from "../../shared/names.ts";
-import { KeyedLimiter } from "../../shared/runtime/concurrency.ts";
+import { KeyedLimiter, retryWithBackoff } from "../../shared/runtime/concurrency.ts";
 import { z } from "zod";
+import { Gauge } from "prom-client";
 
 export default defineFunction({
   name: "issue-serving-cert",
@@ -48,15 +49,43 @@ export default defineFunction({
       .describe(
         "events of one namespace handled at once, the rest queued in order, so one tenant's churn cannot starve another's (0: no limit)",
       ),
+    QUEUED_RETRY_SECONDS: z.coerce
+      .number()
+      .min(0)
+      .max(3600)
+      .default(2)
+      .describe(
+        "first delay before queued work that failed is tried again (doubling, 4 tries in all; the scan repairs what is still left)",
+      ),
+    QUEUE_DRAIN_SECONDS: z.coerce
+      .number()
+      .min(0)
+      .max(300)
+      .default(20)
+      .describe(
+        "at shutdown, how long queued work is still worked through (within the pod's 30 s grace; the scan repairs what is left)",
+      ),
   },
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
   ]),
-  init(ctx): ServingCertDeps & { perNamespace: KeyedLimiter } {
+  init(ctx): ServingCertDeps & { perNamespace: KeyedLimiter; shutdownGraceMs: number } {
     const { config, kube, clock, log, metrics } = ctx;
+    const perNamespace = new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE, {
+      onBackgroundFailure: retryWithBackoff(config.QUEUED_RETRY_SECONDS * 1000, QUEUED_TRIES, log),
+    });
+    new Gauge({
+      name: "service_ca_queued_events",
+      help: "Events answered and waiting for their namespace's turn (one per object however many named it)",
+      registers: [metrics],
+      collect() {
+        this.set(perNamespace.queued);
+      },
+    });
     return {
-      perNamespace: new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE),
+      perNamespace,
+      shutdownGraceMs: config.QUEUE_DRAIN_SECONDS * 1000,
       kube: kube(),
       ca: openCaStore(ctx),
       clock,
@@ -76,15 +105,24 @@ export default defineFunction({
   started(state) {
     state.keyPool?.start();
   },
-  shutdown(state) {
+  async shutdown(state) {
+    // What is queued was answered already: finish it within the shutdown budget; the scan repairs the rest.
+    await state.perNamespace.close(state.shutdownGraceMs);
     state.keyPool?.close();
   },
-  async handle(event, { state, log }) {
+  async handle(event, { state, log, cloudevent }) {
     const { namespace, name, kind } = event.ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
-    return state.perNamespace.run(namespace, () => handleInNamespace(event, namespace, { ...state, log }));
+    const work = () => handleInNamespace(event, namespace, { ...state, log });
+    if (!cloudevent.respondAsync) return state.perNamespace.run(namespace, work);
+    // The source waits for this answer before it sends its next event, whoever's it is: answer now, and let the
+    // namespace's own queue (one entry per object, however many events name it) hold this tenant's backlog.
+    const queued = state.perNamespace.submit(namespace, `${kind}/${name}`, work);
+    return { outcome: queued, queuedEvents: state.perNamespace.queued };
   },
 });
+
+const QUEUED_TRIES = 4;
 
 async function handleInNamespace(
   event: { ref: { name: string; kind: string }; action: string },

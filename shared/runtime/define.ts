@@ -21,6 +21,13 @@ export interface CloudEventInfo {
   type: string;
   source: string;
   subject?: string;
+  /**
+   * The sender asked to be answered once the event is accepted rather than once it is handled (the CloudEvent
+   * extension `respondasync: "true"`, set on a source with `spec.ceOverrides`, as HTTP's `Prefer: respond-async`).
+   * Knative's ApiServerSource adapter sends one event at a time and waits for each answer; a function that
+   * queues such an event lets the adapter move on to the next tenant's.
+   */
+  respondAsync: boolean;
 }
 
 export interface HandlerContext<State> {

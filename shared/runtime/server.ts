@@ -158,6 +158,7 @@ export function createFunctionHost(
             type: envelope.type,
             source: envelope.source,
             subject: envelope.subject,
+            respondAsync: envelope.respondasync === "true",
           },
         });
       }),

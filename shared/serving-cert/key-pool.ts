@@ -12,7 +12,14 @@ export interface KeyPoolStats {
 
 export class KeyPool {
   private readonly ready: CryptoKeyPair[] = [];
-  private readonly waiting: Array<{ resolve: (k: CryptoKeyPair) => void; reject: (e: unknown) => void }> = [];
+  private readonly waiting: Array<{
+    owner: string;
+    resolve: (k: CryptoKeyPair) => void;
+    reject: (e: unknown) => void;
+  }> = [];
+  /** When each owner was last handed a key it waited for (a count of such hand-outs), for round-robin. */
+  private readonly lastServed = new Map<string, number>();
+  private served = 0;
   private filling = 0;
   private closed = false;
   /** Set when a background generation failed with nobody waiting; the next take() tries again. */
@@ -38,8 +45,12 @@ export class KeyPool {
     return this;
   }
 
-  /** A fresh key pair, never handed out twice: a ready one, or the next one generated. */
-  take(): Promise<CryptoKeyPair> {
+  /**
+   * A fresh key pair, never handed out twice: a ready one, or a coming one. Callers waiting for keys are served
+   * round-robin by `owner` (a namespace, say), the longest unserved first: a tenant that drains the pool waits
+   * behind itself, and another tenant's caller gets the next key.
+   */
+  take(owner = ""): Promise<CryptoKeyPair> {
     if (this.closed) return Promise.reject(new Error("key pool closed"));
     this.stalled = false;
     const key = this.ready.shift();
@@ -49,7 +60,9 @@ export class KeyPool {
       return Promise.resolve(key);
     }
     this.misses++;
-    const next = new Promise<CryptoKeyPair>((resolve, reject) => this.waiting.push({ resolve, reject }));
+    const next = new Promise<CryptoKeyPair>((resolve, reject) =>
+      this.waiting.push({ owner, resolve, reject }),
+    );
     this.refill();
     return next;
   }
@@ -75,12 +88,12 @@ export class KeyPool {
       this.generate(this.algorithm)
         .then(
           (k) => {
-            const waiter = this.waiting.shift();
+            const waiter = this.nextWaiter();
             if (waiter) waiter.resolve(k);
             else if (!this.closed) this.ready.push(k);
           },
           (err: unknown) => {
-            const waiter = this.waiting.shift();
+            const waiter = this.nextWaiter();
             if (waiter) waiter.reject(err);
             else this.stalled = true;
           },
@@ -90,5 +103,17 @@ export class KeyPool {
           this.refill();
         });
     }
+  }
+
+  private nextWaiter() {
+    let best = -1;
+    for (let i = 0; i < this.waiting.length; i++) {
+      const at = this.lastServed.get(this.waiting[i]!.owner) ?? -1;
+      if (best < 0 || at < (this.lastServed.get(this.waiting[best]!.owner) ?? -1)) best = i;
+    }
+    if (best < 0) return undefined;
+    const [waiter] = this.waiting.splice(best, 1);
+    this.lastServed.set(waiter!.owner, this.served++);
+    return waiter;
   }
 }

@@ -306,7 +306,9 @@ async function issue(
     validityDays: deps.validityDays,
     keyAlgorithm: opts.keyAlgorithm,
     keys:
-      deps.keyPool && deps.keyPool.algorithm === opts.keyAlgorithm ? await deps.keyPool.take() : undefined,
+      deps.keyPool && deps.keyPool.algorithm === opts.keyAlgorithm
+        ? await deps.keyPool.take(namespace)
+        : undefined,
   });
   const body: k8s.V1Secret = {
     apiVersion: "v1",

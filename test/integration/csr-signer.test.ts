@@ -13,7 +13,7 @@ import { startFunction, type RunningFunction } from "../../dev/local-system/func
 import { functionKubeconfig } from "../support/identities.ts";
 import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
-import { kubectl } from "../support/kubectl.ts";
+import { allowCsrRequests, kubectl } from "../support/kubectl.ts";
 import { freePort, spawnTied, waitFor, type Tied } from "../../dev/processes.ts";
 import { handshake } from "../support/tls.ts";
 import {
@@ -168,23 +168,7 @@ before(async () => {
   // Two workloads: web may update its Service, reader may not. Both may create CSRs (cluster-scoped).
   await kubectl(admin(), "-n", ns, "create", "serviceaccount", "web");
   await kubectl(admin(), "-n", ns, "create", "serviceaccount", "reader");
-  await kubectl(
-    admin(),
-    "create",
-    "clusterrole",
-    `${ns}-csr-requester`,
-    "--verb=create,get",
-    "--resource=certificatesigningrequests.certificates.k8s.io",
-  );
-  await kubectl(
-    admin(),
-    "create",
-    "clusterrolebinding",
-    `${ns}-csr-requester`,
-    `--clusterrole=${ns}-csr-requester`,
-    `--serviceaccount=${ns}:web`,
-    `--serviceaccount=${ns}:reader`,
-  );
+  await allowCsrRequests(admin(), `${ns}-csr-requester`, [`${ns}:web`, `${ns}:reader`]);
   await kubectl(
     admin(),
     "-n",

@@ -16,13 +16,13 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
+import { notifyOk } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
-import { startTlsBackend } from "../support/tls-backend.ts";
+import { createBackendService, startTlsBackend } from "../support/tls-backend.ts";
 import { opensslVerifies, overlapPairs } from "../support/tls.ts";
-import { annotations } from "../../shared/names.ts";
 import { CaStore, type CaMaterial } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
@@ -191,17 +191,6 @@ describe("B. every rotation with real peers at real time", () => {
     await Promise.all(Object.values(fns).map((f) => f.process.stop()));
   });
 
-  const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, apiVersion: string, kind: string) =>
-    ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
-  const bundleEvent = async () =>
-    apiServerEvent(
-      asEvent(
-        await core.readNamespacedConfigMap({ namespace: CA_NS, name: "signing-cabundle" }),
-        "v1",
-        "ConfigMap",
-      ),
-      "update",
-    );
   const secret = () => core.readNamespacedSecret({ namespace: ns, name: "backend-tls" });
   const pem = (s: k8s.V1Secret, k: string) => Buffer.from(s.data![k]!, "base64").toString();
   const injectedBundle = async () =>
@@ -237,8 +226,8 @@ describe("B. every rotation with real peers at real time", () => {
     });
   };
   const fanOut = async (fn: "expiry-scan" | "inject-webhooks" | "inject-configmap") => {
-    const r = await deliver(fns[fn]!.url, await bundleEvent(), await sourceToken(cluster.kc, fn));
-    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const published = await core.readNamespacedConfigMap({ namespace: CA_NS, name: "signing-cabundle" });
+    await notifyOk(cluster.kc, fns[fn]!, published, "ConfigMap", { action: "update" });
   };
 
   /** Rebuilds the moment before a rotation: a CA created `ageDays` ago, everything issued and injected from it. */
@@ -265,20 +254,7 @@ describe("B. every rotation with real peers at real time", () => {
 
   it("3+ automatic rotations and a forced one: 0 failed handshakes and webhook calls, all four combinations verify", async () => {
     // The backend Service, its endpoint on the test host, a webhook on it, and a ConfigMap for the client's bundle.
-    await core.createNamespacedService({
-      namespace: ns,
-      body: {
-        metadata: { name: "backend", annotations: { [annotations.secretName]: "backend-tls" } },
-        spec: { ports: [{ name: "https", port: 443, targetPort: 8443 as unknown as k8s.IntOrString }] },
-      },
-    });
-    await core.createNamespacedEndpoints({
-      namespace: ns,
-      body: {
-        metadata: { name: "backend" },
-        subsets: [{ addresses: [{ ip: host.address }], ports: [{ name: "https", port: 8443 }] }],
-      },
-    });
+    await createBackendService(core, ns, host);
     await core.createNamespacedConfigMap({
       namespace: ns,
       body: { metadata: { name: "client-trust", annotations: { [INJECT]: "true" } } },
@@ -304,16 +280,7 @@ describe("B. every rotation with real peers at real time", () => {
       },
     });
     const svc = await core.readNamespacedService({ namespace: ns, name: "backend" });
-    assert.equal(
-      (
-        await deliver(
-          fns["issue-serving-cert"]!.url,
-          apiServerEvent(asEvent(svc, "v1", "Service"), "add"),
-          await sourceToken(cluster.kc, "issue-serving-cert"),
-        )
-      ).status,
-      200,
-    );
+    await notifyOk(cluster.kc, fns["issue-serving-cert"]!, svc, "Service");
     await serverReload();
     backend = startTlsBackend(host, dir);
 

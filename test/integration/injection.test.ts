@@ -10,13 +10,13 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { notifyFunction, notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
-import { startTlsBackend } from "../support/tls-backend.ts";
+import { createBackendService, startTlsBackend } from "../support/tls-backend.ts";
+import { conversionCrd } from "../support/crds.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { annotations } from "../../shared/names.ts";
 import { createAuthority } from "../../shared/pki/index.ts";
 
 const INJECT = "service.beta.openshift.io/inject-cabundle";
@@ -32,24 +32,13 @@ let backend: Tied;
 const fns: Record<string, RunningFunction> = {};
 const cleanup: Array<() => Promise<unknown>> = [];
 
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, apiVersion: string, kind: string) =>
-  ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
-
-async function notify(
+const notify = (
   fn: string,
   o: { metadata?: k8s.V1ObjectMeta },
   apiVersion: string,
   kind: string,
   action: "add" | "update" = "add",
-) {
-  const res = await deliver(
-    fns[fn]!.url,
-    apiServerEvent(asEvent(o, apiVersion, kind), action),
-    await sourceToken(cluster.kc, fn),
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.json));
-  return res.json;
-}
+) => notifyOk(cluster.kc, fns[fn]!, o, kind, { action, apiVersion });
 
 const tlsFailure = /x509|certificate signed by unknown authority|tls: failed to verify/i;
 
@@ -72,20 +61,7 @@ before(async () => {
 
   // The backend Service, its serving certificate from issue-serving-cert, and its endpoint on the test host.
   testHost = await createTestHost();
-  const svc = await core.createNamespacedService({
-    namespace: ns,
-    body: {
-      metadata: { name: "backend", annotations: { [annotations.secretName]: "backend-tls" } },
-      spec: { ports: [{ name: "https", port: 443, targetPort: 8443 as unknown as k8s.IntOrString }] },
-    },
-  });
-  await core.createNamespacedEndpoints({
-    namespace: ns,
-    body: {
-      metadata: { name: "backend" },
-      subsets: [{ addresses: [{ ip: testHost.address }], ports: [{ name: "https", port: 8443 }] }],
-    },
-  });
+  const svc = await createBackendService(core, ns, testHost);
   await notify("issue-serving-cert", svc, "v1", "Service");
   const secret = await core.readNamespacedSecret({ namespace: ns, name: "backend-tls" });
   const dir = await mkdtemp(join(tmpdir(), "backend-"));
@@ -229,28 +205,15 @@ describe("inject-webhooks: the API server calls a webhook it trusts only through
 describe("inject-crd: a conversion webhook the API server trusts only through the injected caBundle", () => {
   it("cannot convert before injection; after it, an object stored as v1 reads back as v2", async () => {
     const ext = cluster.kc.makeApiClient(k8s.ApiextensionsV1Api);
-    // client-node models name this field x_kubernetes_preserve_unknown_fields and serialize it to x-kubernetes-preserve-unknown-fields.
-    const schema = { openAPIV3Schema: { type: "object", x_kubernetes_preserve_unknown_fields: true } };
     const crd = await ext.createCustomResourceDefinition({
-      body: {
-        metadata: { name: `widgets.${CRD_GROUP}`, annotations: { [INJECT]: "true" } },
-        spec: {
-          group: CRD_GROUP,
-          scope: "Namespaced",
-          names: { plural: "widgets", singular: "widget", kind: "Widget" },
-          versions: [
-            { name: "v1", served: true, storage: true, schema },
-            { name: "v2", served: true, storage: false, schema },
-          ],
-          conversion: {
-            strategy: "Webhook",
-            webhook: {
-              conversionReviewVersions: ["v1"],
-              clientConfig: { service: { namespace: ns, name: "backend", path: "/convert", port: 443 } },
-            },
-          },
-        },
-      },
+      body: conversionCrd({
+        group: CRD_GROUP,
+        plural: "widgets",
+        singular: "widget",
+        kind: "Widget",
+        annotations: { [INJECT]: "true" },
+        service: { namespace: ns, name: "backend", path: "/convert", port: 443 },
+      }),
     });
     cleanup.push(() => ext.deleteCustomResourceDefinition({ name: `widgets.${CRD_GROUP}` }));
     await waitFor("CRD established", async () => {
@@ -406,11 +369,9 @@ describe("inject-configmap", () => {
       body: { metadata: { name: "plain" }, data: { a: "b" } },
     });
     assert.equal((await notify("inject-configmap", plain, "v1", "ConfigMap")).outcome, "not-annotated");
-    const res = await deliver(
-      fns["inject-crd"]!.url,
-      apiServerEvent(asEvent(plain, "v1", "ConfigMap"), "update"),
-      await sourceToken(cluster.kc, "inject-crd"),
-    );
+    const res = await notifyFunction(cluster.kc, fns["inject-crd"]!, plain, "ConfigMap", {
+      action: "update",
+    });
     assert.equal(res.status, 403);
   });
 

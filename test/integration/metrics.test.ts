@@ -6,7 +6,8 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { sourceToken } from "../../dev/events.ts";
+import { notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { annotations } from "../../shared/names.ts";
 import { parseCertificates } from "../../shared/pki/index.ts";
@@ -33,16 +34,8 @@ before(async () => {
 });
 after(() => Promise.all(Object.values(fns).map((f) => f.process.stop())));
 
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string) =>
-  ({ ...o, apiVersion: "v1", kind }) as unknown as ObjectLike;
-
 async function send(fn: string, o: { metadata?: k8s.V1ObjectMeta }, kind: string) {
-  const res = await deliver(
-    fns[fn]!.url,
-    apiServerEvent(asEvent(o, kind), "update"),
-    await sourceToken(cluster.kc, fn),
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.json));
+  await notifyOk(cluster.kc, fns[fn]!, o, kind, { action: "update" });
 }
 
 /** What moved between two scrapes, keeping only the series that changed. */

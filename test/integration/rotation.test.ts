@@ -6,7 +6,8 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
+import { notifyOk } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { handshake, openssl, overlapPairs } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -33,8 +34,13 @@ before(async () => {
 });
 after(() => Promise.all(Object.values(fns).map((f) => f.process.stop())));
 
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string) =>
-  ({ ...o, apiVersion: "v1", kind }) as unknown as ObjectLike;
+/** Function `fn`'s source event about `o`, which it must answer with 200. */
+const notify = (
+  fn: string,
+  o: { metadata?: k8s.V1ObjectMeta },
+  kind: string,
+  action: "add" | "update" = "add",
+) => notifyOk(cluster.kc, fns[fn]!, o, kind, { action });
 const decode = (s: k8s.V1Secret, key: string) => Buffer.from(s.data?.[key] ?? "", "base64").toString("utf8");
 const bundle = async () =>
   (await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" })).data!["ca-bundle.crt"]!;
@@ -58,32 +64,14 @@ describe("rotate-ca", () => {
         spec: { ports: [{ port: 443 }] },
       },
     });
-    assert.equal(
-      (
-        await deliver(
-          fns["issue-serving-cert"]!.url,
-          apiServerEvent(asEvent(svc, "Service"), "add"),
-          await sourceToken(cluster.kc, "issue-serving-cert"),
-        )
-      ).status,
-      200,
-    );
+    await notify("issue-serving-cert", svc, "Service");
     const cm = await core.createNamespacedConfigMap({
       namespace: ns,
       body: {
         metadata: { name: "trust", annotations: { "service.beta.openshift.io/inject-cabundle": "true" } },
       },
     });
-    assert.equal(
-      (
-        await deliver(
-          fns["inject-configmap"]!.url,
-          apiServerEvent(asEvent(cm, "ConfigMap"), "add"),
-          await sourceToken(cluster.kc, "inject-configmap"),
-        )
-      ).status,
-      200,
-    );
+    await notify("inject-configmap", cm, "ConfigMap");
 
     const oldSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     const oldBundle = await bundle();
@@ -107,22 +95,8 @@ describe("rotate-ca", () => {
     assert.equal(decodeBundle(newBundle).length, 2, "the new CA and, until it expires, the previous one");
     // The published bundle changed: the fan-out (expiry-scan re-issues, injectors re-inject).
     const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
-    const scan = await deliver(
-      fns["expiry-scan"]!.url,
-      apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
-      await sourceToken(cluster.kc, "expiry-scan"),
-    );
-    assert.equal(scan.status, 200, JSON.stringify(scan.json));
-    assert.equal(
-      (
-        await deliver(
-          fns["inject-configmap"]!.url,
-          apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
-          await sourceToken(cluster.kc, "inject-configmap"),
-        )
-      ).status,
-      200,
-    );
+    await notify("expiry-scan", bundleCm, "ConfigMap", "update");
+    await notify("inject-configmap", bundleCm, "ConfigMap", "update");
     assert.equal(
       (await core.readNamespacedConfigMap({ namespace: ns, name: "trust" })).data!["service-ca.crt"],
       newBundle,
@@ -261,12 +235,7 @@ describe("rotate-ca: replace, status, dry run", () => {
     );
     const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
     for (const fn of ["expiry-scan", "inject-configmap"]) {
-      const r = await deliver(
-        fns[fn]!.url,
-        apiServerEvent(asEvent(bundleCm, "ConfigMap"), "update"),
-        await sourceToken(cluster.kc, fn),
-      );
-      assert.equal(r.status, 200, JSON.stringify(r.json));
+      await notify(fn, bundleCm, "ConfigMap", "update");
     }
     const newSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     assert.notEqual(newSecret.data!["tls.crt"], oldSecret.data!["tls.crt"]);
@@ -298,16 +267,7 @@ describe("expiry-scan", () => {
     // Issued while events still flowed...
     for (const name of ["broken", "extra", "fine"]) {
       const svc = await mk(name);
-      assert.equal(
-        (
-          await deliver(
-            fns["issue-serving-cert"]!.url,
-            apiServerEvent(asEvent(svc, "Service"), "add"),
-            await sourceToken(cluster.kc, "issue-serving-cert"),
-          )
-        ).status,
-        200,
-      );
+      await notify("issue-serving-cert", svc, "Service");
     }
     // ...then every event lost: new Services, a corrupted certificate, an extra key, an edited bundle.
     for (const name of ["missed-1", "missed-2"]) await mk(name);

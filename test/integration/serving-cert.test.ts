@@ -6,7 +6,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { notifyFunction, notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { handshake, openssl } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -48,23 +48,12 @@ async function annotatedService(
   return svc;
 }
 
-const asEventObject = (o: k8s.V1Service | k8s.V1Secret, kind: string) =>
-  ({ ...o, apiVersion: "v1", kind }) as unknown as ObjectLike;
-
-async function notify(
+const notify = (
   o: k8s.V1Service | k8s.V1Secret,
   kind: "Service" | "Secret",
   action: "add" | "update" | "delete" = "add",
   mode: "ref" | "resource" = "ref",
-) {
-  const res = await deliver(
-    fn.url,
-    apiServerEvent(asEventObject(o, kind), action, mode),
-    await sourceToken(cluster.kc, fn.name),
-  );
-  assert.equal(res.status, 200, JSON.stringify(res.json));
-  return res.json;
-}
+) => notifyOk(cluster.kc, fn, o, kind, { action, mode });
 
 async function bundle(): Promise<string> {
   const cm = await core.readNamespacedConfigMap({ namespace: CA_NS, name: "signing-cabundle" });
@@ -388,13 +377,7 @@ describe("issue-serving-cert", () => {
         ),
       );
       const deliveries = services.flatMap((svc) =>
-        replicas.map(async (r) =>
-          deliver(
-            r.url,
-            apiServerEvent(asEventObject(svc, "Service"), "add"),
-            await sourceToken(cluster.kc, r.name),
-          ),
-        ),
+        replicas.map((r) => notifyFunction(cluster.kc, r, svc, "Service")),
       );
       const results = await Promise.all(deliveries);
       assert.deepEqual(

@@ -10,7 +10,9 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
-import { apiServerEvent, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, sourceToken } from "../../dev/events.ts";
+import { asEvent } from "../support/object-events.ts";
+import { conversionCrd } from "../support/crds.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { Broker } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
@@ -71,9 +73,6 @@ before(async () => {
   auditStart = await auditMark(cluster);
 });
 after(() => Promise.all([...replicas.values()].flat().map((r) => r.process.stop())));
-
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string, apiVersion = "v1") =>
-  ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
 
 /** The same event to both replicas of `fn`, at once, as two subscribers of one source would get it. */
 function toBoth(fn: Fn, o: { metadata?: k8s.V1ObjectMeta }, kind: string, apiVersion = "v1") {
@@ -148,29 +147,17 @@ describe(`${SERVICES} Services at once`, () => {
         );
       });
     }
-    const schema = { openAPIV3Schema: { type: "object", x_kubernetes_preserve_unknown_fields: true } };
     for (let i = 0; i < CRDS; i++)
       targets.push(async () => {
         const crd = await ext.createCustomResourceDefinition({
-          body: {
-            metadata: { name: `loads${i}.load.scf-test.dev`, annotations: { [INJECT]: "true" } },
-            spec: {
-              group: "load.scf-test.dev",
-              scope: "Namespaced",
-              names: { plural: `loads${i}`, singular: `load${i}`, kind: `Load${i}` },
-              versions: [
-                { name: "v1", served: true, storage: true, schema },
-                { name: "v2", served: true, storage: false, schema },
-              ],
-              conversion: {
-                strategy: "Webhook",
-                webhook: {
-                  conversionReviewVersions: ["v1"],
-                  clientConfig: { service: { namespace: namespaces[0]!, name: "hook", path: "/convert" } },
-                },
-              },
-            },
-          },
+          body: conversionCrd({
+            group: "load.scf-test.dev",
+            plural: `loads${i}`,
+            singular: `load${i}`,
+            kind: `Load${i}`,
+            annotations: { [INJECT]: "true" },
+            service: { namespace: namespaces[0]!, name: "hook", path: "/convert" },
+          }),
         });
         return toBoth("inject-crd", crd, "CustomResourceDefinition", "apiextensions.k8s.io/v1");
       });

@@ -389,34 +389,20 @@ const nonString = fc.oneof(
   fc.dictionary(fc.string({ maxLength: 5 }), fc.string({ maxLength: 5 }), { maxKeys: 3 }),
 );
 
-const validRef = (d: unknown) => {
-  if (typeof d !== "object" || d === null || Array.isArray(d)) return false;
-  const r = d as Record<string, unknown>;
-  return (
-    isName(r.name) &&
-    isNamespace(r.namespace) &&
-    typeof r.kind === "string" &&
-    r.kind.length > 0 &&
-    typeof r.apiVersion === "string" &&
-    r.apiVersion.length > 0
-  );
-};
-const validResource = (d: unknown) => {
-  if (typeof d !== "object" || d === null || Array.isArray(d)) return false;
-  const r = d as Record<string, unknown>;
-  const m = r.metadata as Record<string, unknown> | undefined;
-  return (
-    typeof m === "object" &&
-    m !== null &&
-    !Array.isArray(m) &&
-    isName(m.name) &&
-    isNamespace(m.namespace) &&
-    typeof r.kind === "string" &&
-    r.kind.length > 0 &&
-    typeof r.apiVersion === "string" &&
-    r.apiVersion.length > 0
-  );
-};
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const nonEmpty = (v: unknown) => typeof v === "string" && v.length > 0;
+/** An object a function must accept: `names` holds a valid name and namespace, `d` a kind and an apiVersion. */
+const validObject = (d: Record<string, unknown>, names: unknown) =>
+  isRecord(names) &&
+  isName(names.name) &&
+  isNamespace(names.namespace) &&
+  nonEmpty(d.kind) &&
+  nonEmpty(d.apiVersion);
+/** Reference mode: the names stand beside kind and apiVersion. */
+const validRef = (d: unknown) => isRecord(d) && validObject(d, d);
+/** Resource mode: the names stand in metadata. */
+const validResource = (d: unknown) => isRecord(d) && validObject(d, d.metadata);
 
 const without = (o: Record<string, unknown>, key: string) => {
   const c = { ...o };

@@ -11,6 +11,7 @@ import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
+import { asEvent, notifyFunction } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -63,22 +64,13 @@ before(async () => {
 });
 after(() => Promise.all(Object.values(fns).map((f) => f.process.stop())));
 
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string, apiVersion = "v1") =>
-  ({ ...o, apiVersion, kind }) as unknown as ObjectLike;
-
-async function notify(
+const notify = (
   fn: Name,
   o: { metadata?: k8s.V1ObjectMeta },
   kind: string,
   action: "add" | "update" | "delete",
   mode: "ref" | "resource" = "ref",
-) {
-  return deliver(
-    fns[fn]!.url,
-    apiServerEvent(asEvent(o, kind), action, mode),
-    await sourceToken(cluster.kc, fn),
-  );
-}
+) => notifyFunction(cluster.kc, fns[fn]!, o, kind, { action, mode });
 
 function annotatedService(name: string, secretName: string, more: Record<string, string> = {}) {
   return core.createNamespacedService({

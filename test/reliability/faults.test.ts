@@ -11,7 +11,8 @@ import * as k8s from "@kubernetes/client-node";
 import { startControlPlane, type ControlPlane } from "../../dev/controlplane/control-plane.ts";
 import { installInfra, serviceAccountKubeconfig } from "../../dev/local-system/local-system.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
-import { apiServerEvent, deliver, sourceToken, pingEvent, type ObjectLike } from "../../dev/events.ts";
+import { apiServerEvent, deliver, sourceToken, pingEvent } from "../../dev/events.ts";
+import { asEvent } from "../support/object-events.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { Broker, type Delivery } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
@@ -90,8 +91,6 @@ async function createAnnotated(prefix: string, n: number, secretFor = (i: number
   return created;
 }
 
-const asEvent = (o: { metadata?: k8s.V1ObjectMeta }, kind: string) =>
-  ({ ...o, apiVersion: "v1", kind }) as unknown as ObjectLike;
 const addEvent = (svc: k8s.V1Service): Delivery => ({
   target: () => issuer.url,
   event: apiServerEvent(asEvent(svc, "Service"), "add"),

@@ -21,7 +21,7 @@ import {
   type ObjectLike,
 } from "../../dev/events.ts";
 import { createNamespace } from "../support/namespaces.ts";
-import { kubectl } from "../support/kubectl.ts";
+import { allowCsrRequests, kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { serviceAccountKubeconfig, SYSTEM_NAMESPACE } from "../../dev/local-system/local-system.ts";
 import { annotations } from "../../shared/names.ts";
@@ -73,22 +73,7 @@ before(async () => {
     "--clusterrole=admin",
     `--serviceaccount=${tenant}:owner`,
   );
-  await kubectl(
-    admin(),
-    "create",
-    "clusterrole",
-    `${tenant}-csr`,
-    "--verb=create,get",
-    "--resource=certificatesigningrequests.certificates.k8s.io",
-  );
-  await kubectl(
-    admin(),
-    "create",
-    "clusterrolebinding",
-    `${tenant}-csr`,
-    `--clusterrole=${tenant}-csr`,
-    `--serviceaccount=${tenant}:owner`,
-  );
+  await allowCsrRequests(admin(), `${tenant}-csr`, [`${tenant}:owner`]);
   asTenant = {
     kubectl: cluster.kubectl,
     kubeconfig: await serviceAccountKubeconfig(cluster, "owner", tenant),

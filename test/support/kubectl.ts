@@ -14,3 +14,30 @@ export async function kubectl(
   });
   return stdout;
 }
+
+/**
+ * Lets ServiceAccounts (`namespace:name`) create and read CertificateSigningRequests, which are cluster-scoped:
+ * a ClusterRole and a ClusterRoleBinding, both named `role`, made by `admin`.
+ */
+export async function allowCsrRequests(
+  admin: Pick<TestCluster, "kubectl" | "kubeconfig">,
+  role: string,
+  serviceAccounts: string[],
+): Promise<void> {
+  await kubectl(
+    admin,
+    "create",
+    "clusterrole",
+    role,
+    "--verb=create,get",
+    "--resource=certificatesigningrequests.certificates.k8s.io",
+  );
+  await kubectl(
+    admin,
+    "create",
+    "clusterrolebinding",
+    role,
+    `--clusterrole=${role}`,
+    ...serviceAccounts.map((sa) => `--serviceaccount=${sa}`),
+  );
+}

@@ -21,7 +21,7 @@ import {
   trustedAt,
   type Signer,
 } from "../../shared/pki/index.ts";
-import { reissueReason } from "../../shared/serving-cert/decide.ts";
+import { extraKeys, reissueReason } from "../../shared/serving-cert/decide.ts";
 import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
 import { annotations } from "../../shared/names.ts";
 
@@ -192,6 +192,14 @@ describe("when a serving certificate is re-issued", () => {
     );
     assert.equal(await reissueReason({ ...s, annotations: {} }, want(t0)), "expiry annotation missing");
   });
+
+  it("keys beside tls.crt and tls.key are extra (stripped), and do not by themselves ask for a new certificate", async () => {
+    const s = await secretFor(t0);
+    const cluttered = { ...s, data: { ...s.data, "ca.crt": "x", "tls.crt.bak": "y" } };
+    assert.deepEqual(extraKeys(cluttered), ["ca.crt", "tls.crt.bak"]);
+    assert.deepEqual(extraKeys(s), []);
+    assert.equal(await reissueReason(cluttered, want(t0)), undefined);
+  });
 });
 
 describe("KeyPool", () => {
@@ -241,6 +249,27 @@ describe("KeyPool", () => {
     assert.equal(calls, 1);
     const key = await pool.take();
     assert.ok(key.privateKey);
+    pool.close();
+  });
+
+  it("callers waiting for keys are served round-robin by owner: a tenant draining the pool waits behind itself", async () => {
+    const gates: Array<() => void> = [];
+    const pool = new KeyPool(0, "ecdsa-p256", 1, async (a) => {
+      await new Promise<void>((r) => gates.push(r));
+      return generateKeyPair(a);
+    });
+    const order: string[] = [];
+    const takes = [
+      ...["noisy-1", "noisy-2", "noisy-3"].map((n) => pool.take("noisy").then(() => order.push(n))),
+      pool.take("quiet").then(() => order.push("quiet")),
+    ];
+    for (let served = 0; served < 4; served++) {
+      while (gates.length === 0) await new Promise((r) => setTimeout(r, 1));
+      gates.shift()!();
+      while (order.length <= served) await new Promise((r) => setTimeout(r, 1));
+    }
+    await Promise.all(takes);
+    assert.deepEqual(order, ["noisy-1", "quiet", "noisy-2", "noisy-3"]);
     pool.close();
   });
 });

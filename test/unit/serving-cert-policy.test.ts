@@ -10,6 +10,7 @@ import { secretNameProblem } from "../../shared/serving-cert/dns-names.ts";
 import {
   alreadyRecorded,
   causeOf,
+  givenUp,
   nextRecheck,
   recheckDue,
   RECHECK_MAX_MS,
@@ -108,6 +109,17 @@ describe("a failure counts once per cause", () => {
     const legacy = svc("web", "shop", { [annotations.error]: "m", [annotations.errorNum]: "3" });
     assert.equal(alreadyRecorded(legacy, cause, "m"), true);
     assert.equal(alreadyRecorded(legacy, cause, "n"), false);
+  });
+
+  it("a Service is given up on at its tenth failure; a missing or unreadable count is no failure", () => {
+    const failed = (n: string) => svc("web", "shop", { [annotations.errorNum]: n });
+    assert.equal(givenUp(failed("9")), false);
+    assert.equal(givenUp(failed("10")), true);
+    assert.equal(givenUp(failed("11")), true);
+    assert.equal(givenUp(failed("-3")), false);
+    assert.equal(givenUp(failed("ten")), false);
+    assert.equal(givenUp(svc("web", "shop", {})), false);
+    assert.equal(givenUp({}), false);
   });
 
   it("a Service given up on is re-checked with backoff: 1 h, doubling, at most 24 h", () => {
