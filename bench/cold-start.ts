@@ -58,7 +58,7 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
   for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([bundle]));
   const dev: number[] = [];
   for (let i = 0; i < DEV_RUNS; i++)
-    dev.push(await timeToReady(["--import", "tsx", join(root, "shared/runtime/host.ts"), name]));
+    dev.push(await timeToReady(["--import", "tsx", join(root, "shared/host/main.ts"), name]));
   const sorted = [...runs].sort((a, b) => a - b);
   const med = percentile(sorted, 50);
   rows.push([

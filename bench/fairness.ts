@@ -8,7 +8,7 @@ import {
   startLocalSystem,
   type LocalSystem,
 } from "../dev/local-system/local-system.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { Arrivals, machine, percentile, printTable } from "./support.ts";
 
 const QUIET = Number(process.env.BENCH_COUNT ?? 20);

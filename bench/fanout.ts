@@ -3,11 +3,11 @@
 // writes (from the kube-apiserver's audit log) against the objects that had to change.
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import { leafIssuedBy, parseCertificates, readLeaf } from "../shared/pki/index.ts";
-import { auditMark, auditSince, type AuditEvent } from "../test/support/audit.ts";
-import { rotatorRules, tokenWithRules } from "../test/support/tokens.ts";
+import { auditMark, auditSince, type AuditEvent } from "../dev/audit.ts";
+import { rotatorRules, tokenWithRules } from "../dev/tokens.ts";
 import { machine, printTable } from "./support.ts";
 
 const CONFIGMAPS = Number(process.env.BENCH_CONFIGMAPS ?? 1000);

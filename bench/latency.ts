@@ -6,9 +6,9 @@
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
 import { startDeployedSystem } from "../dev/cluster/deployed-system.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { Arrivals, machine, percentile, printTable } from "./support.ts";
-import { scrape } from "../test/support/metrics.ts";
+import { scrape } from "../dev/metrics.ts";
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 200);
 const NS = "bench-latency";

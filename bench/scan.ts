@@ -9,9 +9,9 @@ import { installInfra, serviceAccountKubeconfig } from "../dev/local-system/loca
 import { startFunction } from "../dev/local-system/function-hosts.ts";
 import { deliver, sourceToken, pingEvent } from "../dev/events.ts";
 import { buildFunctions } from "../scripts/build.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { hostnamesFor } from "../shared/serving-cert/reconcile.ts";
-import { caKeys, MANAGED_BY_LABEL } from "../shared/ca-store/layout.ts";
+import { caKeys, MANAGED_BY_LABEL } from "../shared/names.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import {
   commonName,

@@ -3,11 +3,11 @@
 import { availableParallelism } from "node:os";
 import * as k8s from "@kubernetes/client-node";
 import { startLocalSystem } from "../dev/local-system/local-system.ts";
-import { annotations } from "../shared/serving-cert/annotations.ts";
+import { annotations } from "../shared/names.ts";
 import { generateKeyPair } from "../shared/pki/keys.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import { Arrivals, cpuSeconds, machine, printTable } from "./support.ts";
-import { scrape } from "../test/support/metrics.ts";
+import { scrape } from "../dev/metrics.ts";
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 200);
 const KEYS = Number(process.env.BENCH_KEYS ?? 60);

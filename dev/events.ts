@@ -2,7 +2,8 @@
 // bearer token a source sends when Knative's OIDC sender authentication is on.
 import { randomUUID } from "node:crypto";
 import * as k8s from "@kubernetes/client-node";
-import { knativeOidcServiceAccount, SOURCE_NAMESPACE } from "../shared/runtime/event-senders.ts";
+import { knativeOidcServiceAccount } from "../shared/runtime/event-senders.ts";
+import { SYSTEM_NAMESPACE as SOURCE_NAMESPACE } from "../shared/names.ts";
 
 export interface ObjectLike {
   apiVersion: string;

@@ -2,15 +2,8 @@
 import * as k8s from "@kubernetes/client-node";
 import { decodeBundle, rotationDue, DAY_MS, type x509 } from "../shared/pki/index.ts";
 import { z } from "zod";
-import {
-  BUNDLE_KEY,
-  caKeys,
-  caLocationFrom,
-  caStoreConfigShape,
-  rotationConfigShape,
-  ROTATED_AT_ANNOTATION,
-  ROTATION_REASON_ANNOTATION,
-} from "../shared/ca-store/layout.ts";
+import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../shared/ca-store/layout.ts";
+import { annotations, caKeys } from "../shared/names.ts";
 import { call, tryCall, PluginError, EXIT } from "./access.ts";
 
 /** Where the functions keep the CA with their default configuration. */
@@ -42,7 +35,7 @@ export async function readCa(kc: k8s.KubeConfig): Promise<CaView> {
     { verb: "get", resource: "configmaps", namespace, name: bundleConfigMapName },
     () => core.readNamespacedConfigMap({ namespace, name: bundleConfigMapName }),
   );
-  const published = decodeBundle(cm.value?.data?.[BUNDLE_KEY] ?? "");
+  const published = decodeBundle(cm.value?.data?.[caKeys.bundle] ?? "");
   if (secret.value) {
     const data = secret.value.data ?? {};
     const a = secret.value.metadata?.annotations ?? {};
@@ -52,7 +45,7 @@ export async function readCa(kc: k8s.KubeConfig): Promise<CaView> {
       trusted: decodeBundle(unb64(data[caKeys.bundle]) || unb64(data[caKeys.cert])),
       published,
       publishedDenied: cm.denied,
-      lastRotation: { at: a[ROTATED_AT_ANNOTATION], reason: a[ROTATION_REASON_ANNOTATION] },
+      lastRotation: { at: a[annotations.rotatedAt], reason: a[annotations.rotationReason] },
     };
   }
   if (cm.denied && secret.denied) {
@@ -92,5 +85,5 @@ export async function publishedBundle(kc: k8s.KubeConfig): Promise<x509.X509Cert
   const cm = await call({ verb: "get", resource: "configmaps", namespace, name }, () =>
     core.readNamespacedConfigMap({ namespace, name }),
   );
-  return decodeBundle(cm?.data?.[BUNDLE_KEY] ?? "");
+  return decodeBundle(cm?.data?.[caKeys.bundle] ?? "");
 }

@@ -1,7 +1,7 @@
 // `check service <ns>/<name>`: why this Service has, or has not, its certificate, and the fix where there is one.
 import * as k8s from "@kubernetes/client-node";
+import { annotations } from "../shared/names.ts";
 import {
-  annotations,
   failureCount,
   MAX_FAILURES,
   originatingUid,

@@ -1,4 +1,5 @@
 // `inspect secret <ns>/<name>`: a serving Secret decoded, as `cmctl inspect secret` does.
+import { dataKeys } from "../shared/names.ts";
 import * as k8s from "@kubernetes/client-node";
 import {
   leafIssuedBy,
@@ -58,12 +59,12 @@ export function describeSecret(
   bundle: x509.X509Certificate[],
   now: Date,
 ): SecretReport {
-  const crt = unb64(data["tls.crt"]);
+  const crt = unb64(data[dataKeys.tlsCert]);
   const leaf = readLeaf(crt);
   if (!leaf) throw new PluginError(`Secret ${name} holds no parsable certificate in tls.crt`, EXIT.finding);
   const chain = parseCertificates(crt).slice(1);
   const root = chainsTo(leaf, chain, bundle);
-  const keyMatches = leafKeyMatches(unb64(data["tls.key"]), leaf);
+  const keyMatches = leafKeyMatches(unb64(data[dataKeys.tlsKey]), leaf);
   const problems: string[] = [];
   if (leaf.notAfter <= now) problems.push(`expired at ${leaf.notAfter.toISOString()}`);
   if (leaf.notBefore > now) problems.push(`not valid before ${leaf.notBefore.toISOString()}`);

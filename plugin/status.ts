@@ -1,13 +1,8 @@
 // `status`: the CA(s) trusted now, the next rotation, the published bundle, readiness, and Services' certificates.
 import * as k8s from "@kubernetes/client-node";
 import { readLeaf, type x509 } from "../shared/pki/index.ts";
-import {
-  annotations,
-  failureCount,
-  MAX_FAILURES,
-  requestedSecretName,
-} from "../shared/serving-cert/annotations.ts";
-import { MANAGED_BY_LABEL } from "../shared/ca-store/layout.ts";
+import { annotations, dataKeys, FUNCTION_COMPONENT_LABEL, MANAGED_BY_LABEL } from "../shared/names.ts";
+import { failureCount, MAX_FAILURES, requestedSecretName } from "../shared/serving-cert/annotations.ts";
 import { DAY_MS } from "../shared/pki/index.ts";
 import { tryCall } from "./access.ts";
 import { nextRotation, readCa, where } from "./ca.ts";
@@ -59,7 +54,12 @@ async function readiness(kc: k8s.KubeConfig) {
   else {
     // Knative Eventing only: the functions are Deployments.
     const deps = await tryCall({ verb: "list", resource: "deployments.apps", namespace }, () =>
-      apps.listNamespacedDeployment({ namespace, labelSelector: "app.kubernetes.io/component=function" }),
+      apps.listNamespacedDeployment({
+        namespace,
+        labelSelector: Object.entries(FUNCTION_COMPONENT_LABEL)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(","),
+      }),
     );
     if (deps.denied) denied.push(deps.denied);
     for (const d of deps.value?.items ?? []) {
@@ -112,7 +112,7 @@ async function serviceCounts(kc: k8s.KubeConfig, now: Date) {
     );
     const leaves = annotated.flatMap((s) => {
       const secret = byName.get(`${s.metadata!.namespace}/${requestedSecretName(s)}`);
-      const leaf = readLeaf(Buffer.from(secret?.data?.["tls.crt"] ?? "", "base64").toString("utf8"));
+      const leaf = readLeaf(Buffer.from(secret?.data?.[dataKeys.tlsCert] ?? "", "base64").toString("utf8"));
       return leaf ? [leaf] : [];
     });
     counts.issued = leaves.length;

@@ -4,7 +4,7 @@
 import { build } from "esbuild";
 import { rm } from "node:fs/promises";
 import { join, relative } from "node:path";
-import { functionNames, functionsDir } from "../shared/runtime/names.ts";
+import { functionNames, functionsDir } from "../shared/host/functions.ts";
 
 const root = join(import.meta.dirname, "..");
 const defaultOut = join(root, "dist");
@@ -21,7 +21,7 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
         stdin: {
           contents: [
             `import def from "./${entry}";`,
-            `import { runHost } from "./shared/runtime/run-host.ts";`,
+            `import { runHost } from "./shared/host/run-host.ts";`,
             // infra/ runs every function from one image with args: ["<function>"]; a bundle takes that
             // first argument as its own name, so the same args work with or without the image's dispatcher.
             `const args = process.argv.slice(2);`,

@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { waitFor } from "../processes.ts";
 import { buildFunctionsImage } from "../image/service-image.ts";
 import { functionBundles } from "../local-system/bundles.ts";
@@ -18,7 +18,8 @@ import { stepTimer } from "../step-timer.ts";
 
 const run = promisify(execFile);
 const repoRoot = join(import.meta.dirname, "../..");
-export const SYSTEM_NAMESPACE = "service-ca";
+export { SYSTEM_NAMESPACE } from "../../shared/names.ts";
+import { SYSTEM_NAMESPACE } from "../../shared/names.ts";
 /** The image infra/ names by tag; the node has it imported, so the default pull policy never pulls. */
 export const SYSTEM_IMAGE = "ghcr.io/service-ca-functions/functions:0.1.0";
 

@@ -17,7 +17,7 @@ import {
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
 import { buildFunctions } from "../../scripts/build.ts";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { debianPackages, sharedLibraries, type DebianPackage } from "./debian.ts";
 import { writeImage, type ImageConfig, type Layer, type LayerEntry, type WrittenImage } from "./oci.ts";
 

@@ -29,7 +29,7 @@ export async function startFunction(
     name,
     process.execPath,
     opts.fromSources
-      ? ["--import", "tsx", join(repoRoot, "shared/runtime/host.ts"), name]
+      ? ["--import", "tsx", join(repoRoot, "shared/host/main.ts"), name]
       : ["--enable-source-maps", opts.bundle ?? (await bundleOf(name))],
     {
       cwd: repoRoot,

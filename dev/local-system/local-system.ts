@@ -9,13 +9,14 @@ import { startControlPlane, type ControlPlane } from "../controlplane/control-pl
 import { startFunction, type RunningFunction } from "./function-hosts.ts";
 import { freePort, spawnTied, type Tied } from "../processes.ts";
 import { deliver, pingEvent, sourceToken } from "../events.ts";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { knativeChildName, knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 import { knativeCrdManifest } from "./knative-crds.ts";
 
 const run = promisify(execFile);
 const repoRoot = join(import.meta.dirname, "../..");
-export const SYSTEM_NAMESPACE = "service-ca";
+export { SYSTEM_NAMESPACE } from "../../shared/names.ts";
+import { SYSTEM_NAMESPACE } from "../../shared/names.ts";
 const KNATIVE_NAMESPACE = "knative-eventing";
 
 export interface LocalSystem {

@@ -2,6 +2,7 @@
 // Deployment and a ClusterIP Service, for clusters that run Knative Eventing without Serving. The Knative
 // Services stay the one source of the container (image, args, environment, probes, resources, security), so
 // the two ways of deploying cannot drift apart; a unit test checks the committed file is this rendering.
+import { FUNCTION_COMPONENT_LABEL } from "../../shared/names.ts";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import yaml from "js-yaml";
@@ -38,7 +39,7 @@ const withPort = (probe: unknown): Probe | undefined =>
 /** One Knative Service as the Deployment and Service that do its job without Knative Serving. */
 export function workloadFor(ksvc: KnativeService): object[] {
   const { name, namespace } = ksvc.metadata;
-  const labels = { "app.kubernetes.io/name": name, "app.kubernetes.io/component": "function" };
+  const labels = { "app.kubernetes.io/name": name, ...FUNCTION_COMPONENT_LABEL };
   const tpl = ksvc.spec.template;
   // Knative Serving keeps min-scale instances; without an autoscaler, one replica stands in for "0" as well.
   const replicas = Math.max(1, Number(tpl.metadata?.annotations?.["autoscaling.knative.dev/min-scale"] ?? 1));

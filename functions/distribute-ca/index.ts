@@ -1,11 +1,12 @@
 // distribute-ca: copies the service CA bundle into every selected namespace (opt-in, configured by a ConfigMap in
 // the CA namespace), keeps every copy current through rotations, and removes only the copies it made.
 import { z } from "zod";
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
 import { malformed, transient } from "../../shared/runtime/errors.ts";
 import { distributionConfigShape } from "../../shared/distribution/config.ts";
+import { eventComponent } from "../../shared/names.ts";
 import { distributeEverywhere, distributeToNamespace } from "../../shared/distribution/reconcile.ts";
 
 export default defineFunction({
@@ -34,7 +35,7 @@ export default defineFunction({
   init: ({ config, kube, clock }) => ({
     kube: kube(),
     clock,
-    component: "service-ca-functions/distribute-ca",
+    component: eventComponent("distribute-ca"),
     where: caLocationFrom(config),
     configName: config.DISTRIBUTION_CONFIGMAP_NAME,
     concurrency: config.DISTRIBUTION_CONCURRENCY,

@@ -1,44 +1,28 @@
-// expiry-scan: the hourly repair (and the fan-out after a CA change): republish the bundle if it drifted and
-// bring every annotated Service's Secret up to date, whatever events were lost.
+// expiry-scan: the hourly repair (and the fan-out after a CA change): rotate a CA that is due, republish the bundle
+// if it drifted, bring every annotated Service's Secret up to date and, on its ping, re-inject every kind.
 import { z } from "zod";
-import { defineFunction } from "../../shared/runtime/define.ts";
-import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
-import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
-import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { forbidden } from "../../shared/runtime/errors.ts";
+import { eventComponent } from "../../shared/names.ts";
+import { openCaStore } from "../../shared/ca-store/store.ts";
+import { caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
+import { isBundleConfigMap } from "../../shared/ca-store/published-bundle.ts";
+import { rotateIfDue } from "../../shared/ca-store/rotate.ts";
+import { scanConfigShape, servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { scanServices } from "../../shared/serving-cert/scan.ts";
 import { ScanGate } from "../../shared/serving-cert/scan-gate.ts";
-import { forbidden } from "../../shared/runtime/errors.ts";
-import { rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
-import { rotationDue } from "../../shared/pki/index.ts";
-import { Counter, Gauge } from "prom-client";
-import { workMetrics } from "../../shared/runtime/work-metrics.ts";
-import { KeyPool } from "../../shared/pki/key-pool.ts";
-import { availableParallelism } from "node:os";
-import { injectAll, type FanOutResult } from "../../shared/inject/injector.ts";
-import {
-  apiServiceTarget,
-  configMapTarget,
-  crdTarget,
-  mutatingWebhookTarget,
-  validatingWebhookTarget,
-} from "../../shared/inject/targets.ts";
-import { isBundleConfigMap } from "../../shared/inject/bundle-source.ts";
+import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
+import { issuanceMetrics, scanMetrics } from "../../shared/serving-cert/metrics.ts";
+import { injectKinds } from "../../shared/inject/injector.ts";
+import { injectionTargets } from "../../shared/inject/targets.ts";
+import { injectionMetrics, reinjectionMetrics } from "../../shared/inject/metrics.ts";
 
-const COMPONENT = "service-ca-functions/expiry-scan";
-/** Outcomes exported as 0 when a scan found none, so an alert sees "none" rather than no data. */
-const SCAN_OUTCOMES = ["issued", "current", "stripped", "foreign-secret", "gave-up", "failed"];
-const allTargets = [
-  configMapTarget,
-  apiServiceTarget,
-  crdTarget,
-  mutatingWebhookTarget,
-  validatingWebhookTarget,
-];
+const name = "expiry-scan";
+const component = eventComponent(name);
 
 export default defineFunction({
-  name: "expiry-scan",
+  name,
   // Who may send it events (infra/base/sources/).
   sources: [
     { kind: "PingSource", name: "expiry-scan-hourly" },
@@ -46,87 +30,37 @@ export default defineFunction({
   ],
   description:
     "re-issues every serving certificate that is missing, broken, from a retired CA or near expiry, and republishes the CA bundle; runs on a ping and when the published CA bundle changes",
-  config: {
-    ...caStoreConfigShape,
-    ...servingCertConfigShape,
-    ...rotationConfigShape,
-    SCAN_CONCURRENCY: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(64)
-      .default(8)
-      .describe("Services reconciled at once"),
-    SCAN_KEY_GENERATIONS: z.coerce
-      .number()
-      .int()
-      .min(1)
-      .max(64)
-      .default(Math.max(1, availableParallelism() - 1))
-      .describe(
-        "RSA keys generated at once while re-issuing: one core fewer than the machine has, so a rotation's other fan-out (injection) is not starved",
-      ),
-    SCAN_MIN_INTERVAL_SECONDS: z.coerce
-      .number()
-      .int()
-      .min(0)
-      .max(3600)
-      .default(0)
-      .describe(
-        "at most one scan start per this many seconds per process, kind of event and CA; a request inside it is answered with the last scan's summary, marked coalesced. Scans never overlap either way (infra/ sets 60)",
-      ),
-  },
+  config: { ...caStoreConfigShape, ...servingCertConfigShape, ...rotationConfigShape, ...scanConfigShape },
   // The bundle ConfigMap changes exactly when the CA does, and watching it needs no right to read Secrets.
   event: z.union([pingEvent, apiServerEvent([{ apiVersion: "v1", kind: "ConfigMap" }])]),
-  init({ config, kube, clock, log, metrics }) {
-    const where = caLocationFrom(config);
+  init(ctx) {
+    const { config, kube, clock, log, metrics } = ctx;
     return {
-      where,
       concurrency: config.SCAN_CONCURRENCY,
       minRemainingDays: config.CA_ROTATE_MIN_REMAINING_DAYS,
-      reinjected: new Counter({
-        name: "service_ca_scan_reinjected_total",
-        help: "Stale CA bundles re-injected by expiry-scan, by kind",
-        labelNames: ["kind"],
-        registers: [metrics],
-      }),
-      scanned: new Counter({
-        name: "service_ca_scan_services_total",
-        help: "Annotated Services seen by expiry-scan, by outcome (issued, current, stripped, foreign-secret, failed, ...)",
-        labelNames: ["outcome"],
-        registers: [metrics],
-      }),
-      // What the last scan found, as gauges: expiry-scan scales to zero between pings, so a scrape sees a fresh
-      // process whose counters never show an increase; a gauge of the last scan is what an alert can read.
-      lastScan: new Gauge({
-        name: "service_ca_last_scan_services",
-        help: "Annotated Services by outcome in expiry-scan's last scan (gave-up and foreign-secret: given up on)",
-        labelNames: ["outcome"],
-        registers: [metrics],
-      }),
-      lastScanTime: new Gauge({
-        name: "service_ca_last_scan_timestamp_seconds",
-        help: "Unix time at which expiry-scan last completed a scan of every annotated Service",
-        registers: [metrics],
-      }),
+      recordScan: scanMetrics(metrics),
+      reinjected: reinjectionMetrics(metrics),
+      injectionMetrics: injectionMetrics(metrics),
       gate: new ScanGate<Record<string, unknown>>(clock, config.SCAN_MIN_INTERVAL_SECONDS * 1000),
       deps: {
         kube: kube(),
-        ca: new CaStore(kube(), where, clock, log, caExpiryGauge(metrics)),
+        ca: openCaStore(ctx),
         clock,
         log,
+        component,
         validityDays: config.SERVING_CERT_VALIDITY_DAYS,
         refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
         singleLabelNames: config.SERVING_CERT_SINGLE_LABEL_NAMES,
-        metrics: workMetrics(metrics),
+        metrics: issuanceMetrics(metrics),
         keyPool: new KeyPool(0, "rsa-2048", config.SCAN_KEY_GENERATIONS),
       },
     };
   },
   async handle(event, { state, log }) {
-    if (event.source === "apiserver" && !isBundleConfigMap(state.where, event.ref)) {
+    const { where } = state.deps.ca;
+    if (event.source === "apiserver" && !isBundleConfigMap(where, event.ref)) {
       throw forbidden(
-        `expiry-scan reacts only to the CA bundle ConfigMap ${state.where.namespace}/${state.where.bundleConfigMapName}`,
+        `expiry-scan reacts only to the CA bundle ConfigMap ${where.namespace}/${where.bundleConfigMapName}`,
       );
     }
     // One scan at a time, and (SCAN_MIN_INTERVAL_SECONDS) one start per interval: a flood of pings costs one
@@ -136,43 +70,21 @@ export default defineFunction({
       const deps = { ...state.deps, log };
       let material = await deps.ca.signingMaterial();
       // The safety net for a missed daily ping: the CA itself is due and no rotation happened.
-      let rotated: Record<string, unknown> | undefined;
-      if (rotationDue(material.signer.cert, deps.clock.now(), state.minRemainingDays)) {
-        rotated = await rotateAndAnnounce(
-          {
-            ...deps,
-            store: deps.ca,
-            where: state.where,
-            component: COMPONENT,
-            now: deps.clock.now(),
-          },
-          `automatic (expiry-scan): fewer than ${state.minRemainingDays} days left`,
-          "overlap",
-        );
-        material = await deps.ca.signingMaterial();
-      }
+      const rotated = await rotateIfDue(deps, material, state.minRemainingDays, "automatic (expiry-scan)");
+      if (rotated) material = await deps.ca.signingMaterial();
       const bundleRepublished = await deps.ca.publishBundle(material);
       const scan = await scanServices(deps, state.concurrency);
-      for (const [outcome, n] of Object.entries(scan.outcomes)) state.scanned.inc({ outcome }, n);
-      for (const outcome of new Set([...SCAN_OUTCOMES, ...Object.keys(scan.outcomes)])) {
-        state.lastScan.set({ outcome }, scan.outcomes[outcome as keyof typeof scan.outcomes] ?? 0);
-      }
-      state.lastScanTime.set(Math.floor(deps.clock.now().getTime() / 1000));
+      state.recordScan(scan, deps.clock.now());
       // On its ping, every annotated injection target too, page by page: stale bundles are re-injected even if
       // every event and every injector's own repair ping was lost. A bundle change is the injectors' own event;
       // repeating their fan-out here would only race them into writing each object twice.
-      const injectorDeps = {
-        kube: deps.kube,
-        clock: deps.clock,
-        log,
-        component: COMPONENT,
-        metrics: deps.metrics,
-      };
-      const injected: Record<string, FanOutResult> = {};
-      for (const target of event.source === "ping" ? allTargets : []) {
-        injected[target.kind] = await injectAll(injectorDeps, target, material.bundlePem);
-        state.reinjected.inc({ kind: target.kind }, injected[target.kind]!.injected);
-      }
+      const targets = event.source === "ping" ? injectionTargets : [];
+      const injected = await injectKinds(
+        { ...deps, metrics: state.injectionMetrics },
+        targets,
+        material.bundlePem,
+      );
+      for (const [kind, r] of Object.entries(injected)) state.reinjected(kind, r.injected);
       log.info("scan summary", { ...scan, injected, bundleRepublished, rotated: rotated?.outcome ?? "no" });
       return {
         outcome: "scanned",

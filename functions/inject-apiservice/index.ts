@@ -1,14 +1,4 @@
-// inject-apiservice: keeps the service CA bundle in annotated objects of its kind current.
-import type { AnyFunctionDefinition } from "../../shared/runtime/define.ts";
+// inject-apiservice: keeps the service CA bundle in annotated APIServices current.
 import { injectorFunction } from "../../shared/inject/function.ts";
-import { apiServiceTarget } from "../../shared/inject/targets.ts";
 
-export default {
-  ...injectorFunction("inject-apiservice", [apiServiceTarget]),
-  // Who may send it events (infra/base/sources/).
-  sources: [
-    { kind: "ApiServerSource", name: "apiservices" },
-    { kind: "ApiServerSource", name: "ca-bundle-to-inject-apiservice" },
-    { kind: "PingSource", name: "inject-apiservice-hourly" },
-  ],
-} satisfies AnyFunctionDefinition;
+export default injectorFunction("inject-apiservice", ["APIService"], "apiservices");

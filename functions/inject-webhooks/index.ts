@@ -1,14 +1,8 @@
 // inject-webhooks: keeps the service CA bundle in every webhook of annotated webhook configurations.
-import type { AnyFunctionDefinition } from "../../shared/runtime/define.ts";
 import { injectorFunction } from "../../shared/inject/function.ts";
-import { mutatingWebhookTarget, validatingWebhookTarget } from "../../shared/inject/targets.ts";
 
-export default {
-  ...injectorFunction("inject-webhooks", [mutatingWebhookTarget, validatingWebhookTarget]),
-  // Who may send it events (infra/base/sources/).
-  sources: [
-    { kind: "ApiServerSource", name: "webhooks" },
-    { kind: "ApiServerSource", name: "ca-bundle-to-inject-webhooks" },
-    { kind: "PingSource", name: "inject-webhooks-hourly" },
-  ],
-} satisfies AnyFunctionDefinition;
+export default injectorFunction(
+  "inject-webhooks",
+  ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"],
+  "webhooks",
+);

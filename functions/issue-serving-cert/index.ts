@@ -1,15 +1,15 @@
 // issue-serving-cert: a Service asks for a serving certificate by annotation; keep its TLS Secret correct.
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent } from "../../shared/events/knative.ts";
-import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { openCaStore } from "../../shared/ca-store/store.ts";
+import { caStoreConfigShape } from "../../shared/ca-store/layout.ts";
 import { reconcileService, type ServingCertDeps } from "../../shared/serving-cert/reconcile.ts";
 import { servicesUsingSecret } from "../../shared/serving-cert/lookup.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";
-import { workMetrics } from "../../shared/runtime/work-metrics.ts";
-import { KeyPool } from "../../shared/pki/key-pool.ts";
-import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { issuanceMetrics } from "../../shared/serving-cert/metrics.ts";
+import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
+import { eventComponent } from "../../shared/names.ts";
 import { KeyedLimiter, retryWithBackoff } from "../../shared/runtime/concurrency.ts";
 import { z } from "zod";
 import { Gauge } from "prom-client";
@@ -70,13 +70,8 @@ export default defineFunction({
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
   ]),
-  init({
-    config,
-    kube,
-    clock,
-    log,
-    metrics,
-  }): ServingCertDeps & { perNamespace: KeyedLimiter; shutdownGraceMs: number } {
+  init(ctx): ServingCertDeps & { perNamespace: KeyedLimiter; shutdownGraceMs: number } {
+    const { config, kube, clock, log, metrics } = ctx;
     const perNamespace = new KeyedLimiter(config.MAX_IN_FLIGHT_PER_NAMESPACE, {
       onBackgroundFailure: retryWithBackoff(config.QUEUED_RETRY_SECONDS * 1000, QUEUED_TRIES, log),
     });
@@ -92,9 +87,10 @@ export default defineFunction({
       perNamespace,
       shutdownGraceMs: config.QUEUE_DRAIN_SECONDS * 1000,
       kube: kube(),
-      ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
+      ca: openCaStore(ctx),
       clock,
       log,
+      component: eventComponent("issue-serving-cert"),
       validityDays: config.SERVING_CERT_VALIDITY_DAYS,
       refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
       singleLabelNames: config.SERVING_CERT_SINGLE_LABEL_NAMES,
@@ -102,7 +98,7 @@ export default defineFunction({
         config.KEY_POOL_SIZE > 0
           ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", config.KEY_POOL_WORKERS)
           : undefined,
-      metrics: workMetrics(metrics),
+      metrics: issuanceMetrics(metrics),
     };
   },
   // Key generation takes whole cores for ~200 ms a key: it starts once the function is serving, not before.

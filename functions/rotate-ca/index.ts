@@ -1,15 +1,11 @@
 // rotate-ca: rotates the service CA when it nears expiry (daily ping), or when an authorized admin asks.
 import { z } from "zod";
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { pingEvent } from "../../shared/events/knative.ts";
-import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
-import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
-import { caStatus, rotateAndAnnounce } from "../../shared/ca-store/rotate.ts";
-import { rotationDue } from "../../shared/pki/index.ts";
-import { authorizeBearer } from "../../shared/kube/auth.ts";
-
-const COMPONENT = "service-ca-functions/rotate-ca";
+import { openCaStore } from "../../shared/ca-store/store.ts";
+import { caStoreConfigShape, rotationConfigShape } from "../../shared/ca-store/layout.ts";
+import { caStatus, mayRotate, rotateAndAnnounce, rotateIfDue } from "../../shared/ca-store/rotate.ts";
+import { eventComponent } from "../../shared/names.ts";
 
 export const rotateRequest = z
   .object({
@@ -32,35 +28,38 @@ export default defineFunction({
     ...rotationConfigShape,
   },
   event: pingEvent,
-  init({ config, kube, clock, log, metrics }) {
-    const where = caLocationFrom(config);
+  init(ctx) {
     return {
-      kube: kube(),
-      where,
-      store: new CaStore(kube(), where, clock, log, caExpiryGauge(metrics)),
-      minRemainingDays: config.CA_ROTATE_MIN_REMAINING_DAYS,
+      kube: ctx.kube(),
+      ca: openCaStore(ctx),
+      clock: ctx.clock,
+      component: eventComponent("rotate-ca"),
+      minRemainingDays: ctx.config.CA_ROTATE_MIN_REMAINING_DAYS,
     };
   },
-  async handle(_event, { state, log, clock }) {
-    const material = await state.store.signingMaterial();
-    if (!rotationDue(material.signer.cert, clock.now(), state.minRemainingDays)) {
-      return { outcome: "not-due", ca: material.name, notAfter: material.signer.cert.notAfter.toISOString() };
-    }
-    const deps = { ...state, log, component: COMPONENT, now: clock.now() };
-    return rotateAndAnnounce(deps, `automatic: fewer than ${state.minRemainingDays} days left`, "overlap");
+  async handle(_event, { state, log }) {
+    const material = await state.ca.signingMaterial();
+    const rotated = await rotateIfDue({ ...state, log }, material, state.minRemainingDays, "automatic");
+    return (
+      rotated ?? {
+        outcome: "not-due",
+        ca: material.name,
+        notAfter: material.signer.cert.notAfter.toISOString(),
+      }
+    );
   },
   routes: [
     {
       method: "POST",
       path: "/rotate",
       body: rotateRequest,
-      async handle(body, { state, log, clock, headers }) {
+      async handle(body, { state, log, headers }) {
         const user = await mayRotate(state, headers, log);
         if (body.dryRun) {
-          const m = await state.store.signingMaterial();
+          const m = await state.ca.signingMaterial();
           return { outcome: "dry-run", mode: body.mode, wouldRotate: caStatus(m).current, user };
         }
-        const deps = { ...state, log: log.child({ user }), component: COMPONENT, now: clock.now() };
+        const deps = { ...state, log: log.child({ user }) };
         return rotateAndAnnounce(deps, `forced by ${user}: ${body.reason}`, body.mode);
       },
     },
@@ -70,22 +69,8 @@ export default defineFunction({
       body: z.unknown(),
       async handle(_body, { state, headers, log }) {
         await mayRotate(state, headers, log);
-        return caStatus(await state.store.signingMaterial());
+        return caStatus(await state.ca.signingMaterial());
       },
     },
   ],
 });
-
-/** Whoever may write the CA Secret may rotate it (and see its status): the API server decides. */
-function mayRotate(
-  state: { kube: Parameters<typeof authorizeBearer>[0]; where: { namespace: string; secretName: string } },
-  headers: Parameters<typeof authorizeBearer>[1],
-  log: Parameters<typeof authorizeBearer>[3],
-) {
-  return authorizeBearer(
-    state.kube,
-    headers,
-    { verb: "update", resource: "secrets", namespace: state.where.namespace, name: state.where.secretName },
-    log,
-  );
-}

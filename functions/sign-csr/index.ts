@@ -1,18 +1,17 @@
 // sign-csr: the signer for CertificateSigningRequests of signerName service-ca.dev/serving. Approved requests get
 // a serving certificate from the service CA; with AUTO_APPROVE, ServiceAccounts' requests are approved or denied.
 import { z } from "zod";
-import * as k8s from "@kubernetes/client-node";
-import { defineFunction } from "../../shared/runtime/define.ts";
+import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
-import { CaStore } from "../../shared/ca-store/store.ts";
-import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { openCaStore } from "../../shared/ca-store/store.ts";
+import { caStoreConfigShape } from "../../shared/ca-store/layout.ts";
 import { CSR_MIN_SECONDS } from "../../shared/pki/csr.ts";
 import { DAY_MS, SERVING_VALIDITY_DAYS } from "../../shared/pki/index.ts";
-import { csrAllowedNames, SIGNER_NAME } from "../../shared/csr-signer/policy.ts";
+import { csrAllowedNames } from "../../shared/csr-signer/policy.ts";
+import { eventComponent, SIGNER_NAME } from "../../shared/names.ts";
 import { reconcileCsr, sweepCsrs, type CsrSignerDeps } from "../../shared/csr-signer/reconcile.ts";
 import { transient } from "../../shared/runtime/errors.ts";
-import { workMetrics } from "../../shared/runtime/work-metrics.ts";
-import { caExpiryGauge } from "../../shared/ca-store/observe.ts";
+import { issuanceMetrics } from "../../shared/serving-cert/metrics.ts";
 
 export default defineFunction({
   name: "sign-csr",
@@ -47,18 +46,18 @@ export default defineFunction({
     pingEvent,
     apiServerEvent([{ apiVersion: "certificates.k8s.io/v1", kind: "CertificateSigningRequest" }]),
   ]),
-  init({ config, kube, clock, log, metrics }): CsrSignerDeps {
+  init(ctx): CsrSignerDeps {
+    const { config, kube, clock, log, metrics } = ctx;
     return {
       kube: kube(),
-      certificates: kube().config.makeApiClient(k8s.CertificatesV1Api),
-      authz: kube().config.makeApiClient(k8s.AuthorizationV1Api),
-      ca: new CaStore(kube(), caLocationFrom(config), clock, log, caExpiryGauge(metrics)),
+      ca: openCaStore(ctx),
       clock,
       log,
+      component: eventComponent("sign-csr"),
       autoApprove: config.AUTO_APPROVE,
       maxSeconds: config.CSR_MAX_EXPIRATION_SECONDS,
       allowedNames: config.CSR_ALLOWED_NAMES,
-      metrics: workMetrics(metrics),
+      metrics: issuanceMetrics(metrics),
     };
   },
   async handle(event, { state, log }) {

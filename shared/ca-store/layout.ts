@@ -1,21 +1,22 @@
-// Where CA state lives and what each key holds; the one definition every function reads.
+// Where CA state lives (configurable, with the defaults of names.ts); the one definition every function reads.
 import { z } from "zod";
+import { caDefaults } from "../names.ts";
 
 export const caStoreConfigShape = {
   CA_NAMESPACE: z
     .string()
     .min(1)
-    .default("service-ca")
+    .default(caDefaults.namespace)
     .describe("namespace of the CA Secret and the published bundle"),
   CA_SECRET_NAME: z
     .string()
     .min(1)
-    .default("signing-key")
+    .default(caDefaults.secretName)
     .describe("Secret holding the CA certificate and key"),
   CA_BUNDLE_CONFIGMAP_NAME: z
     .string()
     .min(1)
-    .default("signing-cabundle")
+    .default(caDefaults.bundleConfigMapName)
     .describe("ConfigMap the CA bundle is published in (readable without the key)"),
 };
 
@@ -44,26 +45,3 @@ export const caLocationFrom = (c: {
   secretName: c.CA_SECRET_NAME,
   bundleConfigMapName: c.CA_BUNDLE_CONFIGMAP_NAME,
 });
-
-/** Keys of the CA Secret. */
-export const caKeys = {
-  cert: "tls.crt",
-  key: "tls.key",
-  /** Every CA certificate a client should trust now (current, plus the previous CA's material in an overlap). */
-  bundle: "ca-bundle.crt",
-  /** Certificates appended to every serving certificate after a rotation, so old-bundle clients trust new leaves. */
-  chain: "intermediate-ca.crt",
-  /** The CA this one replaced, kept for the record and for trust until it expires. */
-  previous: "previous-ca.crt",
-} as const;
-
-export const ROTATION_REASON_ANNOTATION = "service-ca-functions.dev/last-rotation-reason";
-export const ROTATED_AT_ANNOTATION = "service-ca-functions.dev/rotated-at";
-
-export const BUNDLE_KEY = "ca-bundle.crt";
-export const MANAGED_BY_LABEL = { "app.kubernetes.io/managed-by": "service-ca-functions" };
-/**
- * The CA Secret is ours but no serving certificate: its own label lets the serving-secrets event source leave it
- * out (`notin`), so a CA write does not reach issue-serving-cert as if it were a serving Secret.
- */
-export const CA_SECRET_LABELS = { ...MANAGED_BY_LABEL, "app.kubernetes.io/component": "signing-ca" };

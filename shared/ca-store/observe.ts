@@ -1,21 +1,10 @@
-// What a CA change tells the world: an Event on the CA Secret, a log line, and the expiry gauge.
-import type { Registry } from "prom-client";
-import { workMetrics } from "../runtime/work-metrics.ts";
+// What a rotation tells the world: an Event on the CA Secret and a log line (the gauges follow the store's reads).
 import type { X509Certificate } from "../pki/x509.ts";
 import type { Kube } from "../kube/client.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { CaMaterial } from "./store.ts";
 import type { CaLocation } from "./layout.ts";
-
-/** Sets `service_ca_expiry_time_seconds` and the trusted bundle's oldest not-after from the CA in use. */
-export function caExpiryGauge(registry: Registry): (material: CaMaterial) => void {
-  const metrics = workMetrics(registry);
-  return (m) => {
-    metrics.caNotAfter(m.signer.cert.notAfter);
-    metrics.trustedNotAfters(m.bundle.map((c) => c.notAfter));
-  };
-}
 
 const rfc3339 = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, "Z");
 

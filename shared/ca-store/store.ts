@@ -13,20 +13,16 @@ import {
   type Signer,
 } from "../pki/index.ts";
 import { classifyKubeError, isConflict, type Kube } from "../kube/client.ts";
-import { apply, readOptional } from "../kube/objects.ts";
+import { apply } from "../kube/objects.ts";
+import { createObject, readObject, replaceSecret } from "../kube/core.ts";
 import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import {
-  BUNDLE_KEY,
-  caKeys,
-  CA_SECRET_LABELS,
-  MANAGED_BY_LABEL,
-  ROTATED_AT_ANNOTATION,
-  ROTATION_REASON_ANNOTATION,
-  type CaLocation,
-} from "./layout.ts";
+import type { Registry } from "prom-client";
+import { caExpiryGauge } from "./metrics.ts";
+import { caLocationFrom, type CaLocation } from "./layout.ts";
+import { annotations, caKeys, CA_SECRET_LABELS, MANAGED_BY_LABEL } from "../names.ts";
 
 export type RotationMode = "overlap" | "replace";
 
@@ -57,7 +53,7 @@ export class CaStore {
 
   constructor(
     private readonly kube: Kube,
-    private readonly where: CaLocation,
+    readonly where: CaLocation,
     private readonly clock: Clock,
     private readonly log: Logger,
     /** Told of every CA this store loads (for the expiry gauge). */
@@ -109,9 +105,7 @@ export class CaStore {
 
   private readSecret(): Promise<k8s.V1Secret | undefined> {
     const { namespace, secretName: name } = this.where;
-    return readOptional(`CA Secret ${namespace}/${name}`, () =>
-      this.kube.core.readNamespacedSecret({ namespace, name }),
-    );
+    return readObject(this.kube, "Secret", namespace, name, `CA Secret ${namespace}/${name}`);
   }
 
   private async bootstrap(): Promise<CaMaterial> {
@@ -128,7 +122,7 @@ export class CaStore {
       },
     };
     try {
-      const created = await this.kube.core.createNamespacedSecret({ namespace, body });
+      const created = await createObject(this.kube, "Secret", namespace, body);
       const material = await this.materialFrom(created);
       this.log.info("created the service CA", {
         ca: material.name,
@@ -231,8 +225,8 @@ export class CaStore {
         labels: { ...(secret.metadata?.labels ?? {}), ...CA_SECRET_LABELS },
         annotations: {
           ...(secret.metadata?.annotations ?? {}),
-          [ROTATION_REASON_ANNOTATION]: reason,
-          [ROTATED_AT_ANNOTATION]: now.toISOString(),
+          [annotations.rotationReason]: reason,
+          [annotations.rotatedAt]: now.toISOString(),
         },
       },
       data: {
@@ -247,7 +241,7 @@ export class CaStore {
     let written: k8s.V1Secret;
     try {
       // metadata.resourceVersion from the read makes this conditional.
-      written = await this.kube.core.replaceNamespacedSecret({ namespace, name, body });
+      written = await replaceSecret(this.kube, namespace, name, body);
     } catch (err) {
       if (isConflict(err)) return undefined;
       throw classifyKubeError(err, `rotate CA Secret ${namespace}/${name}`);
@@ -258,10 +252,8 @@ export class CaStore {
   /** Makes the published bundle ConfigMap hold `material`'s bundle; returns whether it wrote. */
   async publishBundle(material: CaMaterial): Promise<boolean> {
     const { namespace, bundleConfigMapName: name } = this.where;
-    const current = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
-      this.kube.core.readNamespacedConfigMap({ namespace, name }),
-    );
-    if (current?.data?.[BUNDLE_KEY] === material.bundlePem) {
+    const current = await readObject(this.kube, "ConfigMap", namespace, name);
+    if (current?.data?.[caKeys.bundle] === material.bundlePem) {
       this.publishedVersion = material.resourceVersion;
       return false;
     }
@@ -269,7 +261,7 @@ export class CaStore {
       apiVersion: "v1",
       kind: "ConfigMap",
       metadata: { name, namespace, labels: { ...MANAGED_BY_LABEL } },
-      data: { [BUNDLE_KEY]: material.bundlePem },
+      data: { [caKeys.bundle]: material.bundlePem },
     });
     this.publishedVersion = material.resourceVersion;
     this.log.info("published the CA bundle", {
@@ -278,4 +270,15 @@ export class CaStore {
     });
     return true;
   }
+}
+
+/** The CA store as every function's init opens it: the location from its config, the gauges in its registry. */
+export function openCaStore(ctx: {
+  config: Parameters<typeof caLocationFrom>[0];
+  kube: () => Kube;
+  clock: Clock;
+  log: Logger;
+  metrics: Registry;
+}): CaStore {
+  return new CaStore(ctx.kube(), caLocationFrom(ctx.config), ctx.clock, ctx.log, caExpiryGauge(ctx.metrics));
 }

@@ -7,7 +7,6 @@ import { reservedName } from "../serving-cert/dns-names.ts";
  * The signerName this project signs for. A domain of its own (not kubernetes.io/…, which belongs to
  * Kubernetes' built-in signers), naming what the certificates are: serving certificates from the service CA.
  */
-export const SIGNER_NAME = "service-ca.dev/serving";
 
 export type CsrState = "signed" | "failed" | "denied" | "approved" | "pending";
 

@@ -2,12 +2,15 @@
 // then signed or failed. The CSR is always re-read: an event only says where to look.
 import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
-import { classifyKubeError, type Kube } from "../kube/client.ts";
-import { readOptional, write } from "../kube/objects.ts";
+import type { Kube } from "../kube/client.ts";
+import { write } from "../kube/objects.ts";
+import { csrPagesOf, readCsr, readObject, replaceCsrApproval, replaceCsrStatus } from "../kube/core.ts";
+import { forEachPage } from "../kube/pages.ts";
+import { mayDo } from "../kube/auth.ts";
 import type { CaStore } from "../ca-store/store.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { WorkMetrics } from "../runtime/work-metrics.ts";
+import type { IssuanceMetrics } from "../serving-cert/metrics.ts";
 import { transient } from "../runtime/errors.ts";
 import {
   csrLifetimeSeconds,
@@ -16,6 +19,7 @@ import {
   type ServingRequest,
 } from "../pki/csr.ts";
 import { recordEvent } from "../kube/events.ts";
+import { SIGNER_NAME } from "../names.ts";
 import { capText } from "../runtime/logger.ts";
 import { MAX_COMMON_NAME } from "../serving-cert/dns-names.ts";
 import {
@@ -24,25 +28,23 @@ import {
   refusedNames,
   serviceAccountOf,
   serviceClaimed,
-  SIGNER_NAME,
   type CsrNameRule,
 } from "./policy.ts";
 
-const COMPONENT = "service-ca-functions/sign-csr";
 /** Events about cluster-scoped objects live in `default`, as client-go's recorder puts them. */
 const EVENT_NAMESPACE = "default";
 
 export interface CsrSignerDeps {
   kube: Kube;
-  certificates: k8s.CertificatesV1Api;
-  authz: k8s.AuthorizationV1Api;
   ca: CaStore;
   clock: Clock;
   log: Logger;
+  /** Who raises the Events (sign-csr). */
+  component: string;
   autoApprove: boolean;
   /** The longest lifetime granted, and the lifetime of a CSR without spec.expirationSeconds. */
   maxSeconds: number;
-  metrics: WorkMetrics;
+  metrics: IssuanceMetrics;
   /** What a cluster admin allows besides a ServiceAccount's own Services (CSR_ALLOWED_NAMES). */
   allowedNames: readonly CsrNameRule[];
 }
@@ -72,9 +74,7 @@ export async function reconcileCsr(deps: CsrSignerDeps, name: string): Promise<C
 }
 
 async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResult> {
-  let csr = await readOptional(`CertificateSigningRequest ${name}`, () =>
-    deps.certificates.readCertificateSigningRequest({ name }),
-  );
+  let csr = await readCsr(deps.kube, name);
   if (!csr) return { outcome: "gone" };
   if (csr.spec.signerName !== SIGNER_NAME) return { outcome: "other-signer" };
   const state = csrState(csr);
@@ -91,10 +91,11 @@ async function reconcileOnce(deps: CsrSignerDeps, name: string): Promise<CsrResu
     }
     const type = decision.verdict === "approve" ? "Approved" : "Denied";
     csr = await write(`${type === "Approved" ? "approve" : "deny"} CertificateSigningRequest ${name}`, () =>
-      deps.certificates.replaceCertificateSigningRequestApproval({
+      replaceCsrApproval(
+        deps.kube,
         name,
-        body: withCondition(csr!, csrCondition(type, decision.reason, decision.message, deps.clock.now())),
-      }),
+        withCondition(csr!, csrCondition(type, decision.reason, decision.message, deps.clock.now())),
+      ),
     );
     deps.log.info(`auto-approval: ${type.toLowerCase()}`, { csr: name, reason: decision.reason });
     if (type === "Denied") return { outcome: "denied", reason: decision.reason, message: decision.message };
@@ -148,7 +149,7 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
       type: "Warning",
       reason: "CertificateRefused",
       message: `${verdict.reason}: ${verdict.message}`,
-      component: COMPONENT,
+      component: deps.component,
       now,
     });
     return { outcome: "failed", reason: verdict.reason, message: verdict.message };
@@ -175,7 +176,7 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
     type: "Normal",
     reason: "CertificateIssued",
     message: capText(`signed for ${verdict.request.dnsNames.join(", ")} until ${notAfter}`, 1000),
-    component: COMPONENT,
+    component: deps.component,
     now,
   });
   return { outcome: "signed", notAfter };
@@ -210,7 +211,7 @@ async function announce(deps: CsrSignerDeps, csr: Csr): Promise<void> {
         : `will not be signed even if approved: ${verdict.reason}: ${verdict.message}`,
       1000,
     ),
-    component: COMPONENT,
+    component: deps.component,
     now: deps.clock.now(),
   });
   announced.add(uid);
@@ -243,25 +244,15 @@ async function autoApproval(deps: CsrSignerDeps, csr: Csr): Promise<Decision> {
   // allowed (CSR_ALLOWED_NAMES) need nothing more.
   const services = [...new Set(verdict.request.dnsNames.flatMap((n) => serviceClaimed(n, ns) ?? []))].sort();
   for (const svc of services) {
-    const found = await readOptional(`Service ${ns}/${svc}`, () =>
-      deps.kube.core.readNamespacedService({ namespace: ns, name: svc }),
-    );
+    const found = await readObject(deps.kube, "Service", ns, svc);
     if (!found) return deny("ServiceNotFound", `there is no Service ${ns}/${svc}`);
-    const review = await write(`review whether ${username} may update Service ${ns}/${svc}`, () =>
-      deps.authz.createSubjectAccessReview({
-        body: {
-          spec: {
-            user: username,
-            groups,
-            uid,
-            extra,
-            resourceAttributes: { verb: "update", group: "", resource: "services", namespace: ns, name: svc },
-          },
-        },
-      }),
+    const allowed = await mayDo(
+      deps.kube,
+      { user: username!, groups, uid, extra },
+      { verb: "update", resource: "services", namespace: ns, name: svc },
+      `review whether ${username} may update Service ${ns}/${svc}`,
     );
-    if (!review.status?.allowed)
-      return deny("NotAuthorized", `${username} may not update Service ${ns}/${svc}`);
+    if (!allowed) return deny("NotAuthorized", `${username} may not update Service ${ns}/${svc}`);
   }
   return {
     verdict: "approve",
@@ -279,19 +270,9 @@ export interface SweepResult {
 /** Every CSR of our signer that still needs a step, page by page: what lost or missed events left behind. */
 export async function sweepCsrs(deps: CsrSignerDeps): Promise<SweepResult> {
   const result: SweepResult = { seen: 0, outcomes: {}, errors: 0 };
-  let cont: string | undefined;
-  do {
-    let page: k8s.V1CertificateSigningRequestList;
-    try {
-      page = await deps.certificates.listCertificateSigningRequest({
-        fieldSelector: `spec.signerName=${SIGNER_NAME}`,
-        limit: 500,
-        _continue: cont,
-      });
-    } catch (err) {
-      throw classifyKubeError(err, `list the CertificateSigningRequests of ${SIGNER_NAME}`);
-    }
-    for (const csr of page.items) {
+  const page = csrPagesOf(deps.kube, SIGNER_NAME, 500);
+  await forEachPage(`the CertificateSigningRequests of ${SIGNER_NAME}`, page, async (items) => {
+    for (const csr of items) {
       result.seen++;
       const state = csrState(csr);
       if (state !== "approved" && !(state === "pending" && deps.autoApprove)) continue;
@@ -306,8 +287,7 @@ export async function sweepCsrs(deps: CsrSignerDeps): Promise<SweepResult> {
         });
       }
     }
-    cont = page.metadata?._continue || undefined;
-  } while (cont);
+  });
   return result;
 }
 
@@ -321,6 +301,6 @@ const withCondition = (csr: Csr, condition: k8s.V1CertificateSigningRequestCondi
 function writeStatus(deps: CsrSignerDeps, csr: Csr, body: Csr): Promise<Csr> {
   const name = csr.metadata!.name!;
   return write(`update the status of CertificateSigningRequest ${name}`, () =>
-    deps.certificates.replaceCertificateSigningRequestStatus({ name, body }),
+    replaceCsrStatus(deps.kube, name, body),
   );
 }

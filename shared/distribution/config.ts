@@ -1,6 +1,7 @@
 // The cluster-wide opt-in: a ConfigMap in the CA namespace says whether, where and under which names the CA bundle
 // is copied into namespaces. Parsed strictly, so a typo is an error rather than a silently ignored key.
 import { z } from "zod";
+import { copyNames, DISTRIBUTED_LABEL } from "../names.ts";
 import { parseLabelSelector, SelectorError, type LabelSelector } from "./selector.ts";
 
 export const distributionConfigShape = {
@@ -19,15 +20,7 @@ export const distributionConfigShape = {
 };
 
 /** Marks every copy this system made; nothing without it is ever changed or deleted. */
-export const DISTRIBUTED_LABEL = "service-ca-functions.dev/distributed";
 export const DISTRIBUTED_SELECTOR = `${DISTRIBUTED_LABEL}=true`;
-export const DISTRIBUTED_FROM_ANNOTATION = "service-ca-functions.dev/distributed-from";
-
-export const COPY_CONFIGMAP_KEY = "service-ca.crt";
-export const DEFAULT_COPY_CONFIGMAP_NAME = "service-ca-bundle";
-/** The Secret name and key the cert-manager + Kyverno variant's users mount. */
-export const COPY_SECRET_NAME = "service-root-ca";
-export const COPY_SECRET_KEY = "ca.crt";
 
 /** Never receive copies, whatever the configuration says. */
 export const ALWAYS_EXCLUDED = ["kube-system"];
@@ -69,7 +62,7 @@ const schema = z.strictObject(
     configMapName: z
       .string()
       .trim()
-      .default(DEFAULT_COPY_CONFIGMAP_NAME)
+      .default(copyNames.configMap)
       .pipe(
         z
           .string()

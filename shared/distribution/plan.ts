@@ -1,14 +1,7 @@
 // Which namespaces get copies, what each copy should hold, and what to do about what is there: pure decisions,
 // shared by the one-namespace path (an event) and the sweep (a ping, a rotation, a configuration change).
-import {
-  ALWAYS_EXCLUDED,
-  COPY_CONFIGMAP_KEY,
-  COPY_SECRET_KEY,
-  COPY_SECRET_NAME,
-  DISTRIBUTED_FROM_ANNOTATION,
-  DISTRIBUTED_LABEL,
-  type DistributionConfig,
-} from "./config.ts";
+import { ALWAYS_EXCLUDED, type DistributionConfig } from "./config.ts";
+import { annotations, copyNames, dataKeys, DISTRIBUTED_LABEL } from "../names.ts";
 import { selectorMatches } from "./selector.ts";
 
 export type CopyKind = "ConfigMap" | "Secret";
@@ -81,17 +74,22 @@ export function desiredCopies(
   const meta = {
     namespace,
     labels: { [DISTRIBUTED_LABEL]: "true" },
-    annotations: { [DISTRIBUTED_FROM_ANNOTATION]: `${source.caNamespace}/${source.bundleConfigMap}` },
+    annotations: { [annotations.distributedFrom]: `${source.caNamespace}/${source.bundleConfigMap}` },
   };
   const copies: DesiredCopy[] = [
-    { kind: "ConfigMap", name: config.configMapName, data: { [COPY_CONFIGMAP_KEY]: bundlePem }, ...meta },
+    {
+      kind: "ConfigMap",
+      name: config.configMapName,
+      data: { [dataKeys.injectedBundle]: bundlePem },
+      ...meta,
+    },
   ];
   if (config.secret) {
     copies.push({
       kind: "Secret",
-      name: COPY_SECRET_NAME,
+      name: copyNames.secret,
       type: "Opaque",
-      data: { [COPY_SECRET_KEY]: Buffer.from(bundlePem, "utf8").toString("base64") },
+      data: { [dataKeys.copySecretBundle]: Buffer.from(bundlePem, "utf8").toString("base64") },
       ...meta,
     });
   }

@@ -5,20 +5,17 @@ import { listAll } from "../kube/pages.ts";
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
 import { classifyKubeError, isNotFound } from "../kube/client.ts";
-import { FIELD_MANAGER, mergePatch, readOptional, write } from "../kube/objects.ts";
+import { mergePatch, write } from "../kube/objects.ts";
+import { createObject, deleteObject, pagesOf, readNamespace, readObject } from "../kube/core.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { CaLocation } from "../ca-store/layout.ts";
-import { readPublishedBundle } from "../inject/bundle-source.ts";
+import { readPublishedBundle } from "../ca-store/published-bundle.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import type { Clock } from "../runtime/clock.ts";
 import { malformed } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/logger.ts";
-import {
-  COPY_SECRET_NAME,
-  DISTRIBUTED_LABEL,
-  DISTRIBUTED_SELECTOR,
-  parseDistributionConfig,
-} from "./config.ts";
+import { DISTRIBUTED_SELECTOR, parseDistributionConfig } from "./config.ts";
+import { copyNames, DISTRIBUTED_LABEL, FIELD_MANAGER } from "../names.ts";
 import {
   isSelected,
   planNamespace,
@@ -64,9 +61,7 @@ export async function loadWanted(deps: DistributionDeps, explain: boolean): Prom
   // Read side by side (latency is what a new namespace waits for); the bundle is used only if distribution is on.
   const bundle = readPublishedBundle(deps.kube, deps.where);
   bundle.catch(() => undefined);
-  const cm = await readOptional(`ConfigMap ${namespace}/${deps.configName}`, () =>
-    deps.kube.core.readNamespacedConfigMap({ namespace, name: deps.configName }),
-  );
+  const cm = await readObject(deps.kube, "ConfigMap", namespace, deps.configName);
   const verdict = parseDistributionConfig(cm ? (cm.data ?? {}) : undefined);
   if (verdict.state === "absent") return undefined;
   if (verdict.state === "invalid") {
@@ -132,19 +127,13 @@ async function distributeOnce(
   // Independent reads side by side: a new namespace waits for their latency, not their sum.
   const [want, ns, ours, secret] = await Promise.all([
     loadWanted(deps, false),
-    readOptional(`Namespace ${namespace}`, () => deps.kube.core.readNamespace({ name: namespace })),
-    listAll(`copies in ${namespace}`, (cont) =>
-      deps.kube.core.listNamespacedConfigMap({
-        namespace,
-        labelSelector: DISTRIBUTED_SELECTOR,
-        limit: PAGE,
-        _continue: cont,
-      }),
+    readNamespace(deps.kube, namespace),
+    listAll(
+      `copies in ${namespace}`,
+      pagesOf(deps.kube, "ConfigMap", { namespace, labelSelector: DISTRIBUTED_SELECTOR, limit: PAGE }),
     ),
     // By name: the only Secret this function may read (RBAC resourceNames).
-    readOptional(`Secret ${namespace}/${COPY_SECRET_NAME}`, () =>
-      deps.kube.core.readNamespacedSecret({ namespace, name: COPY_SECRET_NAME }),
-    ),
+    readObject(deps.kube, "Secret", namespace, copyNames.secret),
   ]);
   if (!ns) return { outcome: "namespace-gone", tally };
   const facts = namespaceFacts(ns);
@@ -154,9 +143,7 @@ async function distributeOnce(
   const name = want?.config.configMapName;
   if (selected && name && !objects.some((o) => o.kind === "ConfigMap" && o.name === name)) {
     // Not one of ours by that name: is there someone else's?
-    const cm = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
-      deps.kube.core.readNamespacedConfigMap({ namespace, name }),
-    );
+    const cm = await readObject(deps.kube, "ConfigMap", namespace, name);
     if (cm) objects.push(found("ConfigMap", cm));
   }
   await execute(deps, planNamespace(want, sourceOf(deps), facts, objects), tally);
@@ -174,31 +161,22 @@ export async function distributeEverywhere(deps: DistributionDeps): Promise<Swee
   const want = await loadWanted(deps, true);
   const byName = want?.config.configMapName;
   const [namespaces, ourConfigMaps, namedConfigMaps, secrets] = await Promise.all([
-    listAll("Namespaces", (cont) => deps.kube.core.listNamespace({ limit: PAGE, _continue: cont })),
-    listAll("distributed ConfigMaps", (cont) =>
-      deps.kube.core.listConfigMapForAllNamespaces({
-        labelSelector: DISTRIBUTED_SELECTOR,
-        limit: PAGE,
-        _continue: cont,
-      }),
+    listAll("Namespaces", pagesOf(deps.kube, "Namespace", { limit: PAGE })),
+    listAll(
+      "distributed ConfigMaps",
+      pagesOf(deps.kube, "ConfigMap", { labelSelector: DISTRIBUTED_SELECTOR, limit: PAGE }),
     ),
     // Same-named ConfigMaps that are not ours: left alone, and told why.
     byName
-      ? listAll(`ConfigMaps named ${byName}`, (cont) =>
-          deps.kube.core.listConfigMapForAllNamespaces({
-            fieldSelector: `metadata.name=${byName}`,
-            limit: PAGE,
-            _continue: cont,
-          }),
+      ? listAll(
+          `ConfigMaps named ${byName}`,
+          pagesOf(deps.kube, "ConfigMap", { fieldSelector: `metadata.name=${byName}`, limit: PAGE }),
         )
       : [],
     // A list narrowed to one name is authorized by RBAC resourceNames: this function may not list other Secrets.
-    listAll(`Secrets named ${COPY_SECRET_NAME}`, (cont) =>
-      deps.kube.core.listSecretForAllNamespaces({
-        fieldSelector: `metadata.name=${COPY_SECRET_NAME}`,
-        limit: PAGE,
-        _continue: cont,
-      }),
+    listAll(
+      `Secrets named ${copyNames.secret}`,
+      pagesOf(deps.kube, "Secret", { fieldSelector: `metadata.name=${copyNames.secret}`, limit: PAGE }),
     ),
   ]);
   const byUid = new Map<string, FoundObject>();
@@ -248,50 +226,51 @@ async function execute(deps: DistributionDeps, actions: Action[], tally: Tally):
   if (failed) throw failed.reason;
 }
 
+/** The count each action moves once it is done. */
+const countedAs: Record<Action["do"], keyof Tally> = {
+  none: "current",
+  create: "created",
+  replace: "created",
+  update: "updated",
+  delete: "deleted",
+  "leave-foreign": "foreign",
+};
+
 async function perform(deps: DistributionDeps, a: Action, tally: Tally): Promise<void> {
+  await act(deps, a);
+  tally[countedAs[a.do]]++;
+}
+
+async function act(deps: DistributionDeps, a: Action): Promise<void> {
   switch (a.do) {
     case "none":
-      tally.current++;
       return;
     case "create":
-      await create(deps, a.desired);
-      tally.created++;
-      return;
+      return create(deps, a.desired);
     case "replace":
       await remove(deps, a.found);
-      await create(deps, a.desired);
-      tally.created++;
-      return;
+      return create(deps, a.desired);
     case "update":
-      await update(deps, a.found, a.desired);
-      tally.updated++;
-      return;
+      return update(deps, a.found, a.desired);
     case "delete":
-      await remove(deps, a.found);
-      tally.deleted++;
-      return;
+      return remove(deps, a.found);
     case "leave-foreign":
-      await explainForeign(deps, a.found);
-      tally.foreign++;
-      return;
+      return explainForeign(deps, a.found);
   }
 }
 
 async function create(deps: DistributionDeps, d: DesiredCopy): Promise<void> {
   const metadata = { name: d.name, namespace: d.namespace, labels: d.labels, annotations: d.annotations };
-  const fieldManager = FIELD_MANAGER;
   await write(`create ${nameOf(d)}`, () =>
     d.kind === "ConfigMap"
-      ? deps.kube.core.createNamespacedConfigMap({
-          namespace: d.namespace,
-          body: { metadata, data: d.data },
-          fieldManager,
-        })
-      : deps.kube.core.createNamespacedSecret({
-          namespace: d.namespace,
-          body: { metadata, type: d.type, data: d.data },
-          fieldManager,
-        }),
+      ? createObject(deps.kube, "ConfigMap", d.namespace, { metadata, data: d.data }, FIELD_MANAGER)
+      : createObject(
+          deps.kube,
+          "Secret",
+          d.namespace,
+          { metadata, type: d.type, data: d.data },
+          FIELD_MANAGER,
+        ),
   );
   deps.log.info("distributed the CA bundle", { object: nameOf(d) });
 }
@@ -310,11 +289,11 @@ async function update(deps: DistributionDeps, f: FoundObject, d: DesiredCopy): P
 
 async function remove(deps: DistributionDeps, f: FoundObject): Promise<void> {
   // Preconditions: if a user took the object over (removed our label) since we read it, this fails, not deletes.
-  const body = { preconditions: { uid: f.uid, resourceVersion: f.resourceVersion } };
   try {
-    if (f.kind === "ConfigMap")
-      await deps.kube.core.deleteNamespacedConfigMap({ namespace: f.namespace, name: f.name, body });
-    else await deps.kube.core.deleteNamespacedSecret({ namespace: f.namespace, name: f.name, body });
+    await deleteObject(deps.kube, f.kind, f.namespace, f.name, {
+      uid: f.uid,
+      resourceVersion: f.resourceVersion,
+    });
   } catch (err) {
     if (isNotFound(err)) return;
     throw classifyKubeError(err, `delete ${nameOf(f)}`);

@@ -1,8 +1,5 @@
-// The opt-in annotation for bundle injection, and where a ConfigMap receives the bundle.
-
-export const INJECT_BETA = "service.beta.openshift.io/inject-cabundle";
-export const INJECT_ALPHA = "service.alpha.openshift.io/inject-cabundle";
-export const BUNDLE_KEY_IN_CONFIGMAP = "service-ca.crt";
+// Whether an object opted in to bundle injection (the annotations are in names.ts).
+import { annotations as names } from "../names.ts";
 
 /** `"true"`, compared case-insensitively, as OpenShift does. */
 export function wantsInjection(
@@ -10,5 +7,7 @@ export function wantsInjection(
   readsAlpha: boolean,
 ): boolean {
   const is = (v: string | undefined) => v?.toLowerCase() === "true";
-  return is(annotations?.[INJECT_BETA]) || (readsAlpha && is(annotations?.[INJECT_ALPHA]));
+  return (
+    is(annotations?.[names.injectCaBundle]) || (readsAlpha && is(annotations?.[names.injectCaBundleAlpha]))
+  );
 }

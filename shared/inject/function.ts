@@ -1,31 +1,54 @@
 // Builds an inject-* function from a target: events about its kind inject one object; a change of the
 // published bundle re-injects every annotated object of the kind at once.
-import { defineFunction } from "../runtime/define.ts";
+import { definerFor } from "../runtime/define.ts";
+import type { EventSourceRef } from "../runtime/event-senders.ts";
+import type { KubeAccess } from "../kube/client.ts";
 import { z } from "zod";
 import { apiServerEvent, pingEvent } from "../events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../ca-store/layout.ts";
 import { forbidden, transient } from "../runtime/errors.ts";
-import { isBundleConfigMap, readPublishedBundle } from "./bundle-source.ts";
-import { injectAll, injectOne } from "./injector.ts";
-import type { InjectionTarget } from "./targets.ts";
-import { workMetrics } from "../runtime/work-metrics.ts";
+import { isBundleConfigMap, readPublishedBundle } from "../ca-store/published-bundle.ts";
+import { injectKinds, injectOne } from "./injector.ts";
+import { injectionTargets } from "./targets.ts";
+import { injectionMetrics } from "./metrics.ts";
+import { eventComponent } from "../names.ts";
 
-export function injectorFunction(name: string, targets: InjectionTarget[]) {
+const defineFunction = definerFor<KubeAccess>();
+
+/**
+ * The whole inject-* function: its name, the kinds it manages, and the ApiServerSource watching them. Its other
+ * sources (infra/base/sources/) follow from the name: `ca-bundle-to-<name>` (the published bundle; not for
+ * ConfigMaps, whose own source already sees the bundle ConfigMap) and the PingSource `<name>-hourly`.
+ */
+export function injectorFunction(name: string, managed: string[], watchedBy: string) {
+  const sources: EventSourceRef[] = [
+    { kind: "ApiServerSource", name: watchedBy },
+    ...(managed.includes("ConfigMap")
+      ? []
+      : [{ kind: "ApiServerSource" as const, name: `ca-bundle-to-${name}` }]),
+    { kind: "PingSource", name: `${name}-hourly` },
+  ];
+  const targets = managed.map((kind) => {
+    const target = injectionTargets.find((t) => t.kind === kind);
+    if (!target) throw new Error(`${name}: no injection target for kind ${kind}`);
+    return target;
+  });
   const kinds = [
     ...targets.map((t) => ({ apiVersion: t.apiVersion, kind: t.kind })),
     { apiVersion: "v1", kind: "ConfigMap" },
   ];
   return defineFunction({
     name,
+    sources,
     description: `injects the service CA bundle into annotated ${targets.map((t) => t.kind).join(" and ")} objects`,
     config: { ...caStoreConfigShape },
     event: z.union([pingEvent, apiServerEvent(kinds)]),
     init: ({ config, kube, clock, log, metrics }) => ({
       kube: kube(),
-      metrics: workMetrics(metrics),
+      metrics: injectionMetrics(metrics),
       clock,
       log,
-      component: `service-ca-functions/${name}`,
+      component: eventComponent(name),
       where: caLocationFrom(config),
     }),
     async handle(event, { state, log }) {
@@ -34,8 +57,8 @@ export function injectorFunction(name: string, targets: InjectionTarget[]) {
       if (event.source === "ping" || isBundleConfigMap(state.where, event.ref)) {
         if (event.source === "apiserver" && event.action === "delete") return { outcome: "bundle-deleted" };
         const bundle = await readPublishedBundle(state.kube, state.where);
-        const results = [];
-        for (const t of targets) results.push({ kind: t.kind, ...(await injectAll(deps, t, bundle)) });
+        const byKind = await injectKinds(deps, targets, bundle);
+        const results = Object.entries(byKind).map(([kind, r]) => ({ kind, ...r }));
         const failed = results.reduce((n, r) => n + r.failed, 0);
         if (failed > 0) throw transient(`${failed} object(s) could not be injected; the rest are current`);
         return { outcome: "bundle-fan-out", results };

@@ -1,24 +1,22 @@
 // The one injection loop: re-read the object, compare, and write the bundle only where it differs.
-import * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
-import { apply, readOptional, write } from "../kube/objects.ts";
+import { apply, listAny, patchAs, readAny, readOptional } from "../kube/objects.ts";
 import { forEachPage } from "../kube/pages.ts";
 import { recordEvent } from "../kube/events.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { WorkMetrics } from "../runtime/work-metrics.ts";
+import type { InjectionMetrics } from "./metrics.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { wantsInjection } from "./annotations.ts";
+import { INJECTOR_FIELD_MANAGER } from "../names.ts";
 import type { AnyObject, InjectionTarget } from "./targets.ts";
-
-export const INJECTOR_FIELD_MANAGER = "service-ca-functions-injector";
 
 export interface InjectorDeps {
   kube: Kube;
   clock: Clock;
   log: Logger;
   component: string;
-  metrics?: WorkMetrics;
+  metrics?: InjectionMetrics;
 }
 
 export type InjectOutcome = "gone" | "not-annotated" | "not-applicable" | "current" | "injected";
@@ -43,9 +41,7 @@ export async function injectOne(
   ref: ObjectName,
   bundlePem: string,
 ): Promise<InjectOutcome> {
-  const obj = await readOptional(label(target, ref), () =>
-    deps.kube.objects.read<AnyObject>(keyOf(target, ref)),
-  );
+  const obj = await readAny<AnyObject>(deps.kube, label(target, ref), keyOf(target, ref));
   if (!obj) return "gone";
   return injectInto(deps, target, obj, bundlePem);
 }
@@ -88,11 +84,7 @@ export async function injectInto(
   if (patch.strategy === "apply") {
     await apply(deps.kube, body, INJECTOR_FIELD_MANAGER);
   } else {
-    const contentType =
-      patch.strategy === "merge" ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch;
-    await write(`inject ${label(target, ref)}`, () =>
-      deps.kube.objects.patch(body, undefined, undefined, INJECTOR_FIELD_MANAGER, undefined, contentType),
-    );
+    await patchAs(deps.kube, `inject ${label(target, ref)}`, body, patch.strategy, INJECTOR_FIELD_MANAGER);
   }
   deps.metrics?.injected(target.kind);
   deps.log.info("injected CA bundle", { object: label(target, ref) });
@@ -116,18 +108,7 @@ export async function injectAll(
   // A kind that is not served (no aggregator, say) reads as an empty list.
   const page = async (cont?: string) =>
     (await readOptional(`list ${target.kind}`, () =>
-      deps.kube.objects.list<AnyObject>(
-        target.apiVersion,
-        target.kind,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        500,
-        cont,
-      ),
+      listAny<AnyObject>(deps.kube, target.apiVersion, target.kind, 500, cont),
     )) ?? { items: [] };
   await forEachPage(target.kind, page, async (items) => {
     const annotated = items.filter((o) =>
@@ -157,4 +138,15 @@ export async function injectAll(
     }
   });
   return result;
+}
+
+/** Every annotated object of each kind in turn, by kind. */
+export async function injectKinds(
+  deps: InjectorDeps,
+  targets: InjectionTarget[],
+  bundlePem: string,
+): Promise<Record<string, FanOutResult>> {
+  const results: Record<string, FanOutResult> = {};
+  for (const t of targets) results[t.kind] = await injectAll(deps, t, bundlePem);
+  return results;
 }

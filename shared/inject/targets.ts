@@ -1,5 +1,5 @@
 // One small adapter per kind: where the bundle lives in the object and the patch that sets only that.
-import { BUNDLE_KEY_IN_CONFIGMAP } from "./annotations.ts";
+import { dataKeys } from "../names.ts";
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- objects are read generically; each adapter knows its shape */
 export type AnyObject = Record<string, any>;
@@ -32,9 +32,9 @@ export const configMapTarget: InjectionTarget = {
   kind: "ConfigMap",
   namespaced: true,
   readsAlphaAnnotation: true,
-  currentBundles: (cm) => [cm.data?.[BUNDLE_KEY_IN_CONFIGMAP]],
+  currentBundles: (cm) => [cm.data?.[dataKeys.injectedBundle]],
   // Server-side apply owning just our key: other keys and their managers are left alone.
-  patch: (_cm, pem) => ({ strategy: "apply", body: { data: { [BUNDLE_KEY_IN_CONFIGMAP]: pem } } }),
+  patch: (_cm, pem) => ({ strategy: "apply", body: { data: { [dataKeys.injectedBundle]: pem } } }),
 };
 
 export const apiServiceTarget: InjectionTarget = {
@@ -87,3 +87,12 @@ function webhookTarget(
 
 export const mutatingWebhookTarget = webhookTarget("MutatingWebhookConfiguration");
 export const validatingWebhookTarget = webhookTarget("ValidatingWebhookConfiguration");
+
+/** Every kind this system injects: what expiry-scan re-injects, and what the inject-* functions pick from. */
+export const injectionTargets: InjectionTarget[] = [
+  configMapTarget,
+  apiServiceTarget,
+  crdTarget,
+  mutatingWebhookTarget,
+  validatingWebhookTarget,
+];

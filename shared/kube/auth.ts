@@ -4,7 +4,6 @@ import type { Kube } from "./client.ts";
 import { classifyKubeError } from "./client.ts";
 import { FunctionError, forbidden } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/logger.ts";
-import * as k8s from "@kubernetes/client-node";
 
 export interface Permission {
   verb: string;
@@ -21,6 +20,32 @@ export interface Permission {
  */
 export const PROXIED_AUTHORIZATION_HEADER = "x-service-ca-authorization";
 
+/** Who asks: a user as the API server knows it (from a TokenReview, or a CSR's spec). */
+export interface Subject {
+  user: string;
+  groups?: string[];
+  uid?: string;
+  extra?: Record<string, string[]>;
+}
+
+/** The one access review: may `subject` do `need`? (SubjectAccessReview; `action` names it in an error.) */
+export async function mayDo(
+  kube: Kube,
+  subject: Subject,
+  need: Permission,
+  action: string,
+): Promise<boolean> {
+  let access;
+  try {
+    access = await kube.authorization.createSubjectAccessReview({
+      body: { spec: { ...subject, resourceAttributes: { ...need, group: need.group ?? "" } } },
+    });
+  } catch (err) {
+    throw classifyKubeError(err, action);
+  }
+  return access.status?.allowed === true;
+}
+
 export async function authorizeBearer(
   kube: Kube,
   headers: IncomingHttpHeaders,
@@ -34,11 +59,9 @@ export async function authorizeBearer(
       "unauthenticated",
       "send a Kubernetes bearer token: Authorization: Bearer <token>",
     );
-  const authn = kube.config.makeApiClient(k8s.AuthenticationV1Api);
-  const authz = kube.config.makeApiClient(k8s.AuthorizationV1Api);
   let review;
   try {
-    review = await authn.createTokenReview({ body: { spec: { token: match[1]! } } });
+    review = await kube.authentication.createTokenReview({ body: { spec: { token: match[1]! } } });
   } catch (err) {
     throw classifyKubeError(err, "review the bearer token");
   }
@@ -48,23 +71,8 @@ export async function authorizeBearer(
     log?.info("bearer token refused", { reason: review.status?.error ?? "not authenticated" });
     throw new FunctionError("unauthenticated", "the bearer token was not accepted");
   }
-  let access;
-  try {
-    access = await authz.createSubjectAccessReview({
-      body: {
-        spec: {
-          user: user.username,
-          groups: user.groups,
-          uid: user.uid,
-          extra: user.extra,
-          resourceAttributes: { ...need, group: need.group ?? "" },
-        },
-      },
-    });
-  } catch (err) {
-    throw classifyKubeError(err, "check the caller's permission");
-  }
-  if (!access.status?.allowed) {
+  const subject = { user: user.username, groups: user.groups, uid: user.uid, extra: user.extra };
+  if (!(await mayDo(kube, subject, need, "check the caller's permission"))) {
     const what = `${need.verb} ${need.resource}${need.name ? `/${need.name}` : ""}${need.namespace ? ` in ${need.namespace}` : ""}`;
     throw forbidden(`${user.username} may not ${what}, which this action requires`);
   }

@@ -15,10 +15,20 @@ export function loadKubeConfig(kubeconfigPath?: string): k8s.KubeConfig {
   return kc;
 }
 
+/** The API clients, each built once per process (client-node clients are stateless and reusable). */
 export interface Kube {
   config: k8s.KubeConfig;
   core: k8s.CoreV1Api;
   objects: k8s.KubernetesObjectApi;
+  certificates: k8s.CertificatesV1Api;
+  authentication: k8s.AuthenticationV1Api;
+  authorization: k8s.AuthorizationV1Api;
+}
+
+/** What a function's init gets from the host to reach the API server. */
+export interface KubeAccess {
+  /** Built on first use, so a function that never calls the API server never needs credentials. */
+  kube: () => Kube;
 }
 
 export function createKube(config: k8s.KubeConfig): Kube {
@@ -27,6 +37,9 @@ export function createKube(config: k8s.KubeConfig): Kube {
     config,
     core: config.makeApiClient(k8s.CoreV1Api),
     objects: k8s.KubernetesObjectApi.makeApiClient(config),
+    certificates: config.makeApiClient(k8s.CertificatesV1Api),
+    authentication: config.makeApiClient(k8s.AuthenticationV1Api),
+    authorization: config.makeApiClient(k8s.AuthorizationV1Api),
   };
 }
 

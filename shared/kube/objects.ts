@@ -1,8 +1,7 @@
 // Typed reads and writes shared by the functions: 404 as undefined, patches with our field manager.
 import * as k8s from "@kubernetes/client-node";
 import { classifyKubeError, isNotFound, type Kube } from "./client.ts";
-
-export const FIELD_MANAGER = "service-ca-functions";
+import { FIELD_MANAGER } from "../names.ts";
 
 /** Runs a read; a 404 is `undefined`, any other failure a classified error. */
 export async function readOptional<T>(what: string, read: () => Promise<T>): Promise<T | undefined> {
@@ -21,6 +20,37 @@ export async function write<T>(what: string, op: () => Promise<T>): Promise<T> {
   } catch (err) {
     throw classifyKubeError(err, what);
   }
+}
+
+/** Any kind, by apiVersion, kind and name (the generic client): undefined for a 404. */
+export function readAny<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  what: string,
+  key: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } },
+): Promise<T | undefined> {
+  return readOptional(what, () => kube.objects.read<T>(key));
+}
+
+/** One page (`limit`, `cont`) of every object of a kind, in every namespace (the generic client). */
+export function listAny<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  apiVersion: string,
+  kind: string,
+  limit: number,
+  cont?: string,
+): Promise<{ items: T[]; metadata?: { _continue?: string } }> {
+  return kube.objects.list<T>(
+    apiVersion,
+    kind,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    undefined,
+    limit,
+    cont,
+  );
 }
 
 export interface ObjectKey {
@@ -55,6 +85,21 @@ export function mergePatch<T extends k8s.KubernetesObject>(
       undefined,
       k8s.PatchStrategy.MergePatch,
     ),
+  );
+}
+
+/** A merge or strategic-merge patch of `body` (which names the object), as `fieldManager`. */
+export function patchAs<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  what: string,
+  body: T,
+  strategy: "merge" | "strategic",
+  fieldManager = FIELD_MANAGER,
+): Promise<T> {
+  const contentType =
+    strategy === "merge" ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch;
+  return write(what, () =>
+    kube.objects.patch<T>(body, undefined, undefined, fieldManager, undefined, contentType),
   );
 }
 

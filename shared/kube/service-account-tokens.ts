@@ -2,7 +2,6 @@
 // fetched with the function's own credentials), then by TokenReview with the audience for the ones that matter.
 import * as https from "node:https";
 import { createPublicKey, verify, type JsonWebKey, type KeyObject } from "node:crypto";
-import * as k8s from "@kubernetes/client-node";
 import type { Kube } from "./client.ts";
 import { classifyKubeError } from "./client.ts";
 import type { Clock } from "../runtime/clock.ts";
@@ -112,9 +111,9 @@ export function createServiceAccountTokenVerifier(
     async review(token, audience) {
       let review;
       try {
-        review = await kube()
-          .config.makeApiClient(k8s.AuthenticationV1Api)
-          .createTokenReview({ body: { spec: { token, audiences: [audience] } } });
+        review = await kube().authentication.createTokenReview({
+          body: { spec: { token, audiences: [audience] } },
+        });
       } catch (err) {
         throw transientSenderCheckError(classifyKubeError(err, "review an event sender's token"));
       }

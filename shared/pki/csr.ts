@@ -1,8 +1,7 @@
 // Certificate signing requests (PKCS#10): parse, judge and sign a serving certificate for one; nothing here
 // knows who asked or whether they may.
 import { x509 } from "./x509.ts";
-import { randomSerial, rsaSigning } from "./keys.ts";
-import type { Signer } from "./serving.ts";
+import { signLeaf, type Signer } from "./serving.ts";
 
 /** The shortest lifetime Kubernetes lets a CSR ask for (spec.expirationSeconds). */
 export const CSR_MIN_SECONDS = 600;
@@ -135,32 +134,17 @@ export interface SignRequestOptions {
 
 /** Issues the serving certificate `request` asks for, with the requester's own public key. */
 export async function signServingRequest(opts: SignRequestOptions): Promise<x509.X509Certificate> {
-  const { request, signer } = opts;
-  const notAfter = new Date(opts.now.getTime() + opts.lifetimeSeconds * 1000);
-  const keyUsages =
-    (request.usages.includes("digital signature") ? x509.KeyUsageFlags.digitalSignature : 0) |
-    (request.usages.includes("key encipherment") ? x509.KeyUsageFlags.keyEncipherment : 0);
-  return x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
+  const { request } = opts;
+  return signLeaf({
+    signer: opts.signer,
     subject: new x509.Name([{ CN: [request.commonName] }]),
-    issuer: signer.cert.subjectName,
-    notBefore: new Date(opts.now.getTime() - 1000),
-    // A leaf never outlives its issuer: clients would reject the chain at the CA's expiry anyway.
-    notAfter: notAfter < signer.cert.notAfter ? notAfter : signer.cert.notAfter,
     publicKey: request.csr.publicKey,
-    signingKey: signer.key,
-    signingAlgorithm: rsaSigning,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      // No usage bit asked for means no KeyUsage extension (an empty one is invalid), as Kubernetes' signers do.
-      ...(keyUsages ? [new x509.KeyUsagesExtension(keyUsages, true)] : []),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      await x509.SubjectKeyIdentifierExtension.create(request.csr.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(signer.cert),
-      new x509.SubjectAlternativeNameExtension(
-        request.dnsNames.map((value) => ({ type: "dns" as const, value })),
-      ),
-    ],
+    dnsNames: request.dnsNames,
+    now: opts.now,
+    notAfter: new Date(opts.now.getTime() + opts.lifetimeSeconds * 1000),
+    keyUsages:
+      (request.usages.includes("digital signature") ? x509.KeyUsageFlags.digitalSignature : 0) |
+      (request.usages.includes("key encipherment") ? x509.KeyUsageFlags.keyEncipherment : 0),
   });
 }
 

@@ -32,34 +32,58 @@ export interface SignServingOptions {
   keys?: CryptoKeyPair;
 }
 
+export interface LeafSpec {
+  signer: Signer;
+  subject: string | x509.Name;
+  publicKey: CryptoKey | x509.PublicKey;
+  dnsNames: string[];
+  now: Date;
+  /** Capped to the issuer's not-after. */
+  notAfter: Date;
+  /** x509.KeyUsageFlags; 0 means no KeyUsage extension (an empty one is invalid), as Kubernetes' signers do. */
+  keyUsages: number;
+}
+
+/** The one server-auth leaf: both serving Secrets and signed CSRs are this certificate. */
+export async function signLeaf(spec: LeafSpec): Promise<x509.X509Certificate> {
+  const { signer } = spec;
+  return x509.X509CertificateGenerator.create({
+    serialNumber: randomSerial(),
+    subject: spec.subject,
+    issuer: signer.cert.subjectName,
+    notBefore: new Date(spec.now.getTime() - 1000),
+    // A leaf never outlives its issuer: clients would reject the chain at the CA's expiry anyway.
+    notAfter: spec.notAfter < signer.cert.notAfter ? spec.notAfter : signer.cert.notAfter,
+    publicKey: spec.publicKey,
+    signingKey: signer.key,
+    signingAlgorithm: rsaSigning,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      ...(spec.keyUsages ? [new x509.KeyUsagesExtension(spec.keyUsages, true)] : []),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+      await x509.SubjectKeyIdentifierExtension.create(spec.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(signer.cert),
+      new x509.SubjectAlternativeNameExtension(
+        spec.dnsNames.map((value) => ({ type: "dns" as const, value })),
+      ),
+    ],
+  });
+}
+
 export async function signServingCertificate(
   opts: SignServingOptions,
 ): Promise<IssuedPem & { cert: x509.X509Certificate }> {
   if (opts.hostnames.length === 0) throw new Error("a serving certificate needs at least one hostname");
   const hostnames = [...new Set(opts.hostnames)].sort();
   const keys = opts.keys ?? (await generateKeyPair(opts.keyAlgorithm ?? "rsa-2048"));
-  const notAfter = new Date(opts.now.getTime() + (opts.validityDays ?? SERVING_VALIDITY_DAYS) * DAY_MS);
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerial(),
+  const cert = await signLeaf({
+    signer: opts.signer,
     subject: `CN=${hostnames[0]}`,
-    issuer: opts.signer.cert.subjectName,
-    notBefore: new Date(opts.now.getTime() - 1000),
-    // A leaf never outlives its issuer: clients would reject the chain at the CA's expiry anyway.
-    notAfter: notAfter < opts.signer.cert.notAfter ? notAfter : opts.signer.cert.notAfter,
     publicKey: keys.publicKey,
-    signingKey: opts.signer.key,
-    signingAlgorithm: rsaSigning,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(
-        x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
-        true,
-      ),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(opts.signer.cert),
-      new x509.SubjectAlternativeNameExtension(hostnames.map((value) => ({ type: "dns" as const, value }))),
-    ],
+    dnsNames: hostnames,
+    now: opts.now,
+    notAfter: new Date(opts.now.getTime() + (opts.validityDays ?? SERVING_VALIDITY_DAYS) * DAY_MS),
+    keyUsages: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
   });
   return { cert, certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
 }

@@ -93,7 +93,7 @@ export function helpText(name: string, description: string, shape: ConfigShape):
   const lines = [
     `${name}: ${description}`,
     "",
-    `Usage: node --import tsx shared/runtime/host.ts ${name} [flags]`,
+    `Usage: node --import tsx shared/host/main.ts ${name} [flags]`,
     "",
     "Every setting is an environment variable or the matching flag (flags win):",
   ];

@@ -2,21 +2,19 @@
 import type { z } from "zod";
 import type { ConfigShape } from "./config.ts";
 import type { Logger } from "./logger.ts";
-import type { Kube } from "../kube/client.ts";
 import type { Clock } from "./clock.ts";
 import type { IncomingHttpHeaders } from "node:http";
 import type { Registry } from "prom-client";
 import type { EventSourceRef } from "./event-senders.ts";
 
-export interface InitContext<Config> {
+/** What init gets: its config, log, clock and metrics, and whatever the host wires in (`Services`). */
+export type InitContext<Config, Services extends object = object> = Services & {
   config: Config;
   log: Logger;
   clock: Clock;
-  /** Built on first use, so a function that never calls the API server never needs credentials. */
-  kube: () => Kube;
   /** The function's Prometheus registry, served on GET /metrics. */
   metrics: Registry;
-}
+};
 
 export interface CloudEventInfo {
   id: string;
@@ -44,7 +42,12 @@ export interface HandlerContext<State> {
 /** A JSON summary of what the handler did, returned to the caller with a 200. */
 export type HandlerResult = Record<string, unknown> | void;
 
-export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
+export interface FunctionDefinition<
+  Shape extends ConfigShape,
+  Event,
+  State,
+  Services extends object = object,
+> {
   name: string;
   description: string;
   config: Shape;
@@ -55,7 +58,7 @@ export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
   sources?: EventSourceRef[];
   /** Applied to `{ type, source, subject, data, ... }` of every CloudEvent; a failure is a 400. */
   event: z.ZodType<Event, unknown>;
-  init(ctx: InitContext<z.infer<z.ZodObject<Shape>>>): Promise<State> | State;
+  init(ctx: InitContext<z.infer<z.ZodObject<Shape>>, Services>): Promise<State> | State;
   handle(event: Event, ctx: HandlerContext<State>): Promise<HandlerResult>;
   /** Plain HTTP endpoints besides the CloudEvent one (for example an admin action). */
   routes?: Array<HttpRoute<State, any>>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -64,14 +67,24 @@ export interface FunctionDefinition<Shape extends ConfigShape, Event, State> {
   shutdown?(state: State): Promise<void> | void;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyFunctionDefinition = FunctionDefinition<ConfigShape, any, any>;
+/* eslint-disable @typescript-eslint/no-explicit-any -- any event and state: what the host serves generically */
+export type AnyFunctionDefinition<Services extends object = any> = FunctionDefinition<
+  ConfigShape,
+  any,
+  any,
+  Services
+>;
+/* eslint-enable @typescript-eslint/no-explicit-any */
 
-export function defineFunction<Shape extends ConfigShape, Event, State>(
-  def: FunctionDefinition<Shape, Event, State>,
-): FunctionDefinition<Shape, Event, State> {
-  return def;
-}
+/** `defineFunction` for functions whose init also gets `Services` (the host's wiring decides what they are). */
+export const definerFor =
+  <Services extends object>() =>
+  <Shape extends ConfigShape, Event, State>(
+    def: FunctionDefinition<Shape, Event, State, Services>,
+  ): FunctionDefinition<Shape, Event, State, Services> =>
+    def;
+
+export const defineFunction = definerFor<object>();
 
 export interface RouteContext<State> {
   state: State;

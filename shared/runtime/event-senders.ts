@@ -5,15 +5,14 @@ import { z } from "zod";
 import type { Clock } from "./clock.ts";
 import { FunctionError } from "./errors.ts";
 import type { ConfigShape } from "./config.ts";
+// infra/ creates the sources in the system namespace, and so Knative creates their OIDC ServiceAccounts there.
+import { eventAudience, SYSTEM_NAMESPACE } from "../names.ts";
 
 /** A Knative source that delivers to a function (declared in functions/<name>/index.ts). */
 export interface EventSourceRef {
   kind: "ApiServerSource" | "PingSource";
   name: string;
 }
-
-/** Where infra/ creates the sources (and so where Knative creates their OIDC ServiceAccounts). */
-export const SOURCE_NAMESPACE = "service-ca";
 
 /**
  * The ServiceAccount Knative Eventing (v0.48, pkg/auth GetOIDCServiceAccountNameForResource) makes for a source's
@@ -40,8 +39,8 @@ export function knativeChildName(parent: string, suffix: string): string {
 export const serviceAccountUsername = (namespace: string, name: string) =>
   `system:serviceaccount:${namespace}:${name}`;
 
-/** The audience a function's sources ask tokens for (infra/ sets it as every source's spec.sink.audience). */
-export const defaultAudience = (functionName: string) => `service-ca-functions.dev/${functionName}`;
+/** The audience a function's sources ask tokens for, unless EVENT_AUDIENCE says otherwise. */
+export const defaultAudience = eventAudience;
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const dnsSubdomain = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -64,7 +63,7 @@ const sender = z.string().transform((entry, ctx) => {
 
 /** EVENT_AUDIENCE and EVENT_SENDERS for one function; their defaults come from the sources it declares. */
 export function senderConfigShape(functionName: string, sources: EventSourceRef[]) {
-  const defaults = sources.map((s) => `${SOURCE_NAMESPACE}/${knativeOidcServiceAccount(s)}`);
+  const defaults = sources.map((s) => `${SYSTEM_NAMESPACE}/${knativeOidcServiceAccount(s)}`);
   return {
     EVENT_AUDIENCE: z
       .string()

@@ -1,5 +1,5 @@
 // Prometheus metrics every function host exposes on GET /metrics; functions add their own to the registry.
-import { collectDefaultMetrics, Counter, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
 
 export interface RuntimeMetrics {
   registry: Registry;
@@ -38,3 +38,23 @@ export function createRuntimeMetrics(functionName: string, withProcessMetrics = 
     },
   };
 }
+
+/**
+ * The metric `name` in `registry`, made by `make` on first use: prom-client refuses a second registration of a
+ * name, and several modules of one function may ask for the same metric.
+ */
+export function metricOnce<M extends Metric>(
+  registry: Registry,
+  name: string,
+  make: (registers: Registry[]) => M,
+): M {
+  return (registry.getSingleMetric(name) as M | undefined) ?? make([registry]);
+}
+
+/** The counter `name` in `registry` (made on first use). */
+export const counterIn = (registry: Registry, name: string, help: string, labelNames: string[] = []) =>
+  metricOnce(registry, name, (registers) => new Counter({ name, help, labelNames, registers }));
+
+/** The gauge `name` in `registry` (made on first use: a gauge set for the first time is exported from then on). */
+export const gaugeIn = (registry: Registry, name: string, help: string, labelNames: string[] = []) =>
+  metricOnce(registry, name, (registers) => new Gauge({ name, help, labelNames, registers }));

@@ -1,4 +1,5 @@
-// Settings shared by every function that issues serving certificates.
+// Settings shared by every function that issues serving certificates, and the scan's own.
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 
 export const servingCertConfigShape = {
@@ -21,4 +22,18 @@ export const servingCertConfigShape = {
     .describe(
       "issue the bare <svc> short name (Alauda's annotation, or serving-cert-short-names=true); false: <svc>.<ns> is the shortest. Set it alike on issue-serving-cert and expiry-scan",
     ),
+};
+
+const count = (min: number, max: number, fallback: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+/** expiry-scan's settings. */
+export const scanConfigShape = {
+  SCAN_CONCURRENCY: count(1, 64, 8).describe("Services reconciled at once"),
+  SCAN_KEY_GENERATIONS: count(1, 64, Math.max(1, availableParallelism() - 1)).describe(
+    "RSA keys generated at once while re-issuing: one core fewer than the machine has, so a rotation's other fan-out (injection) is not starved",
+  ),
+  SCAN_MIN_INTERVAL_SECONDS: count(0, 3600, 0).describe(
+    "at most one scan start per this many seconds per process, kind of event and CA; a request inside it is answered with the last scan's summary, marked coalesced. Scans never overlap either way (infra/ sets 60)",
+  ),
 };

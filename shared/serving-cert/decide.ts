@@ -1,9 +1,9 @@
 // Whether a Service's Secret needs a new certificate, and why: pure, so every rule is unit-tested.
 import type { x509 } from "../pki/x509.ts";
 import { leafIssuedBy, leafKeyMatches, readLeaf, sameNames, type KeyAlgorithm } from "../pki/index.ts";
-import { annotations } from "./annotations.ts";
+import { annotations, dataKeys } from "../names.ts";
 
-export const TLS_KEYS = ["tls.crt", "tls.key"] as const;
+export const TLS_KEYS = [dataKeys.tlsCert, dataKeys.tlsKey] as const;
 
 export interface SecretView {
   annotations: Record<string, string>;
@@ -25,8 +25,8 @@ export async function reissueReason(
   want: Wanted,
 ): Promise<string | undefined> {
   if (!secret) return "secret missing";
-  const crt = secret.data["tls.crt"];
-  const key = secret.data["tls.key"];
+  const crt = secret.data[dataKeys.tlsCert];
+  const key = secret.data[dataKeys.tlsKey];
   if (!crt || !key) return "tls.crt or tls.key missing";
   const leaf = readLeaf(crt);
   if (!leaf) return "tls.crt does not parse";

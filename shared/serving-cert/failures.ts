@@ -1,7 +1,8 @@
 // When a Service's failure counts, and when a Service given up on is looked at again: pure, so no event can
 // spend its budget and every rule is unit-tested with a clock argument.
 import { createHash } from "node:crypto";
-import { annotations, failureCount, MAX_FAILURES } from "./annotations.ts";
+import { annotations } from "../names.ts";
+import { failureCount, MAX_FAILURES } from "./annotations.ts";
 
 type Annotated = { metadata?: { annotations?: Record<string, string> } };
 

@@ -1,8 +1,9 @@
 // Finding the Services that ask for a given Secret.
 import type { Kube } from "../kube/client.ts";
-import { classifyKubeError } from "../kube/client.ts";
-import { readOptional } from "../kube/objects.ts";
-import { annotations, requestedSecretName } from "./annotations.ts";
+import { pagesOf, readObject } from "../kube/core.ts";
+import { listAll } from "../kube/pages.ts";
+import { annotations } from "../names.ts";
+import { requestedSecretName } from "./annotations.ts";
 
 /**
  * A Secret of ours names its Service, so a change to it costs two GETs; only a Secret that names no Service
@@ -14,20 +15,13 @@ export async function servicesUsingSecret(
   namespace: string,
   secretName: string,
 ): Promise<string[]> {
-  const secret = await readOptional(`Secret ${namespace}/${secretName}`, () =>
-    kube.core.readNamespacedSecret({ namespace, name: secretName }),
-  );
+  const secret = await readObject(kube, "Secret", namespace, secretName);
   const origin = secret?.metadata?.annotations?.[annotations.originName];
   if (origin) {
-    const svc = await readOptional(`Service ${namespace}/${origin}`, () =>
-      kube.core.readNamespacedService({ namespace, name: origin }),
-    );
+    const svc = await readObject(kube, "Service", namespace, origin);
     if (svc && requestedSecretName(svc) === secretName) return [origin];
   }
-  try {
-    const list = await kube.core.listNamespacedService({ namespace });
-    return list.items.filter((s) => requestedSecretName(s) === secretName).map((s) => s.metadata!.name!);
-  } catch (err) {
-    throw classifyKubeError(err, `list Services in ${namespace}`);
-  }
+  // One page: no limit, as the namespace's Services were always listed.
+  const services = await listAll(`Services in ${namespace}`, pagesOf(kube, "Service", { namespace }));
+  return services.filter((s) => requestedSecretName(s) === secretName).map((s) => s.metadata!.name!);
 }

@@ -3,17 +3,17 @@ import { retryOnConflict } from "../kube/conflicts.ts";
 import type * as k8s from "@kubernetes/client-node";
 import { servingHostnames, shortHostnames, signServingCertificate, type KeyAlgorithm } from "../pki/index.ts";
 import { isConflict, type Kube } from "../kube/client.ts";
-import { mergePatch, readOptional, write } from "../kube/objects.ts";
+import { mergePatch, write } from "../kube/objects.ts";
+import { createObject, readObject, replaceSecret } from "../kube/core.ts";
 import { recordEvent } from "../kube/events.ts";
 import { FunctionError } from "../runtime/errors.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
-import type { WorkMetrics } from "../runtime/work-metrics.ts";
-import type { KeyPool } from "../pki/key-pool.ts";
+import type { IssuanceMetrics } from "./metrics.ts";
+import type { KeyPool } from "./key-pool.ts";
 import type { CaMaterial, CaStore } from "../ca-store/store.ts";
-import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
+import { annotations, dataKeys, MANAGED_BY_LABEL } from "../names.ts";
 import {
-  annotations,
   failureCount,
   MAX_FAILURES,
   originatingUid,
@@ -36,11 +36,13 @@ export interface ServingCertDeps {
   ca: CaStore;
   clock: Clock;
   log: Logger;
+  /** Who raises this reconcile's Events (the function doing it: issue-serving-cert, or expiry-scan's scan). */
+  component: string;
   validityDays: number;
   refreshFraction: number;
   /** Pre-generated RSA keys; without one, each certificate generates its key while the caller waits. */
   keyPool?: KeyPool;
-  metrics?: WorkMetrics;
+  metrics?: IssuanceMetrics;
   /** Whether a bare `<svc>` may be among the short names (SERVING_CERT_SINGLE_LABEL_NAMES); default true. */
   singleLabelNames?: boolean;
 }
@@ -70,7 +72,6 @@ export interface ReconcileResult {
   reason?: string;
 }
 
-const COMPONENT = "service-ca-functions/issue-serving-cert";
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const decodeData = (data: Record<string, string> | undefined) =>
   Object.fromEntries(
@@ -232,9 +233,7 @@ async function reconcileOnce(
   opts: ReconcileOptions,
 ): Promise<ReconcileResult> {
   const { kube } = deps;
-  const svc = await readOptional(`Service ${namespace}/${name}`, () =>
-    kube.core.readNamespacedService({ namespace, name }),
-  );
+  const svc = await readObject(kube, "Service", namespace, name);
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };
@@ -251,9 +250,7 @@ async function reconcileOnce(
   if (early) return refuse(deps, svc, early, recheck);
 
   const material = await deps.ca.signingMaterial();
-  const secret = await readOptional(`Secret ${namespace}/${secretName}`, () =>
-    kube.core.readNamespacedSecret({ namespace, name: secretName }),
-  );
+  const secret = await readObject(kube, "Secret", namespace, secretName);
   const verdict = await judge(svc, secret, material, judging);
   switch (verdict.kind) {
     case "not-annotated":
@@ -330,16 +327,19 @@ async function issue(
       ...(existing ? { resourceVersion: existing.metadata!.resourceVersion } : {}),
     },
     type: "kubernetes.io/tls",
-    data: { "tls.crt": b64(leaf.certPem + material.chainPem), "tls.key": b64(leaf.keyPem) },
+    data: {
+      [dataKeys.tlsCert]: b64(leaf.certPem + material.chainPem),
+      [dataKeys.tlsKey]: b64(leaf.keyPem),
+    },
   };
   if (existing) {
     // resourceVersion makes the replace conditional: a concurrent writer turns this into a 409, then a re-read.
     await write(`replace Secret ${namespace}/${secretName}`, () =>
-      deps.kube.core.replaceNamespacedSecret({ namespace, name: secretName, body }),
+      replaceSecret(deps.kube, namespace, secretName, body),
     );
   } else {
     try {
-      await deps.kube.core.createNamespacedSecret({ namespace, body });
+      await createObject(deps.kube, "Secret", namespace, body);
     } catch (err) {
       if (isConflict(err))
         throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
@@ -413,7 +413,7 @@ async function refuse(
         count >= MAX_FAILURES
           ? `${refusal.message} Given up after ${count} different causes: the scan looks again with backoff (from 1 h, doubling, up to 24 h), or clear ${annotations.errorNum} to retry now.`
           : refusal.message,
-      component: COMPONENT,
+      component: deps.component,
       now,
     },
   );

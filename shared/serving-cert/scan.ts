@@ -2,8 +2,9 @@
 // Secrets by label), and only what needs a change goes through the full re-read-and-write reconcile.
 import type * as k8s from "@kubernetes/client-node";
 import { forEachPage } from "../kube/pages.ts";
+import { pagesOf } from "../kube/core.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
-import { MANAGED_BY_LABEL } from "../ca-store/layout.ts";
+import { MANAGED_BY_LABEL } from "../names.ts";
 import { requestedSecretName } from "./annotations.ts";
 import { recheckDue } from "./failures.ts";
 import {
@@ -50,20 +51,16 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
 
   // Annotated Services by the Secret they ask for; the others are dropped page by page.
   const wanting = new Map<string, k8s.V1Service[]>(); // two Services may name one Secret: one of them loses
-  result.pages += await forEachPage(
-    "Services",
-    (cont) => deps.kube.core.listServiceForAllNamespaces({ limit: PAGE, _continue: cont }),
-    (items) => {
-      result.services += items.length;
-      for (const svc of items) {
-        const secretName = requestedSecretName(svc);
-        if (!secretName) continue;
-        const key = `${svc.metadata!.namespace}/${secretName}`;
-        wanting.set(key, [...(wanting.get(key) ?? []), slim(svc)]);
-        result.annotated++;
-      }
-    },
-  );
+  result.pages += await forEachPage("Services", pagesOf(deps.kube, "Service", { limit: PAGE }), (items) => {
+    result.services += items.length;
+    for (const svc of items) {
+      const secretName = requestedSecretName(svc);
+      if (!secretName) continue;
+      const key = `${svc.metadata!.namespace}/${secretName}`;
+      wanting.set(key, [...(wanting.get(key) ?? []), slim(svc)]);
+      result.annotated++;
+    }
+  });
 
   const check = async (svc: k8s.V1Service, listed: k8s.V1Secret | undefined) => {
     const ns = svc.metadata!.namespace!;
@@ -91,8 +88,7 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
   // Our Secrets, a page at a time, each judged beside the Service that asked for it.
   result.pages += await forEachPage(
     "serving Secrets",
-    (cont) =>
-      deps.kube.core.listSecretForAllNamespaces({ labelSelector: managedBy, limit: PAGE, _continue: cont }),
+    pagesOf(deps.kube, "Secret", { labelSelector: managedBy, limit: PAGE }),
     async (items) => {
       const pairs = items.flatMap((secret) => {
         const key = `${secret.metadata!.namespace}/${secret.metadata!.name}`;

@@ -20,8 +20,8 @@ import {
 import { NODE_IN_IMAGE } from "../../dev/image/service-image.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { opensslVerifies } from "../support/tls.ts";
-import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
-import { scrape } from "../support/metrics.ts";
+import { rotatorRules, tokenWithRules } from "../../dev/tokens.ts";
+import { scrape } from "../../dev/metrics.ts";
 import { buildPlugin } from "../../scripts/build-plugin.ts";
 
 const run = promisify(execFile);

@@ -15,7 +15,7 @@ import { startFunction } from "../../dev/local-system/function-hosts.ts";
 import { apiServerEvent, deliver, sourceToken, type ObjectLike } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
-import { scrape } from "../support/metrics.ts";
+import { scrape } from "../../dev/metrics.ts";
 
 let system: LocalSystem;
 let core: k8s.CoreV1Api;

@@ -13,11 +13,11 @@ import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/
 import { deliver, pingEvent, sourceToken } from "../../dev/events.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { buildPlugin } from "../../scripts/build-plugin.ts";
-import { scrape } from "../support/metrics.ts";
-import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../support/audit.ts";
-import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
-import { caKeys } from "../../shared/ca-store/layout.ts";
+import { scrape } from "../../dev/metrics.ts";
+import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../../dev/audit.ts";
+import { rotatorRules, tokenWithRules } from "../../dev/tokens.ts";
+import { annotations } from "../../shared/names.ts";
+import { caKeys } from "../../shared/names.ts";
 import {
   createAuthority,
   decodeBundle,

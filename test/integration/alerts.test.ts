@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import yaml from "js-yaml";
-import { functionNames } from "../../shared/runtime/names.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");

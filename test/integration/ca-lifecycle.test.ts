@@ -7,7 +7,7 @@ import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { opensslVerifies } from "../support/tls.ts";
-import { auditMark, auditSince, describeWrite, tokenIdentity, writesBy } from "../support/audit.ts";
+import { auditMark, auditSince, describeWrite, tokenIdentity, writesBy } from "../../dev/audit.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";

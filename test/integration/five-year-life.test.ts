@@ -35,7 +35,7 @@ import {
   signServingCertificate,
   readLeaf,
 } from "../../shared/pki/index.ts";
-import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
+import { rotatorRules, tokenWithRules } from "../../dev/tokens.ts";
 
 const CA_NS = "service-ca";
 const INJECT = "service.beta.openshift.io/inject-cabundle";

@@ -15,7 +15,7 @@ import * as k8s from "@kubernetes/client-node";
 import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { opensslVerifies } from "../support/tls.ts";
-import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../support/audit.ts";
+import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../../dev/audit.ts";
 import { apiServerEvent, type ObjectLike } from "../../dev/events.ts";
 import { freePort, waitFor } from "../../dev/processes.ts";
 import {
@@ -31,9 +31,8 @@ import {
   type RunningContainer,
   type UnpackedImage,
 } from "../../dev/image/runc.ts";
-import { functionNames } from "../../shared/runtime/names.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
-import { INJECT_BETA } from "../../shared/inject/annotations.ts";
+import { functionNames } from "../../shared/host/functions.ts";
+import { annotations } from "../../shared/names.ts";
 
 const run = promisify(execFile);
 const repo = join(import.meta.dirname, "../..");
@@ -339,7 +338,7 @@ describe("the image run by runc as a kubelet runs it", () => {
     const cm = await core.createNamespacedConfigMap({
       namespace: ns,
       body: {
-        metadata: { name: "trust", annotations: { [INJECT_BETA]: "true" } },
+        metadata: { name: "trust", annotations: { [annotations.injectCaBundle]: "true" } },
         data: { other: "kept" },
       },
     });

@@ -9,9 +9,9 @@ import { functionKubeconfig } from "../support/identities.ts";
 import { sourceToken } from "../../dev/events.ts";
 import { notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { parseCertificates } from "../../shared/pki/index.ts";
-import { scrape } from "../support/metrics.ts";
+import { scrape } from "../../dev/metrics.ts";
 
 const CA_NS = "service-ca";
 const INJECT = "service.beta.openshift.io/inject-cabundle";

@@ -9,8 +9,8 @@ import { apiServerEvent, deliver, sourceToken } from "../../dev/events.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { asEvent } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
-import { scrape } from "../support/metrics.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { scrape } from "../../dev/metrics.ts";
+import { annotations } from "../../shared/names.ts";
 import { waitFor } from "../../dev/processes.ts";
 
 let cluster: TestCluster;

@@ -11,9 +11,9 @@ import { notifyOk } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { handshake, openssl, overlapPairs } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { decodeBundle } from "../../shared/pki/index.ts";
-import { rotatorRules, tokenWithRules } from "../support/tokens.ts";
+import { rotatorRules, tokenWithRules } from "../../dev/tokens.ts";
 
 let cluster: TestCluster;
 let core: k8s.CoreV1Api;

@@ -10,7 +10,7 @@ import { notifyFunction, notifyOk } from "../support/object-events.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { handshake, openssl } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 let cluster: TestCluster;
 let core: k8s.CoreV1Api;

@@ -16,8 +16,8 @@ import { conversionCrd } from "../support/crds.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { Broker } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
-import { auditMark, auditSince, succeeded, type AuditEvent } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { auditMark, auditSince, succeeded, type AuditEvent } from "../../dev/audit.ts";
+import { annotations } from "../../shared/names.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 
 const SERVICES = 1000;

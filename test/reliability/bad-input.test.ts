@@ -22,8 +22,8 @@ import {
   tokenIdentity,
   writesBy,
   type Identity,
-} from "../support/audit.ts";
-import { functionNames } from "../../shared/runtime/names.ts";
+} from "../../dev/audit.ts";
+import { functionNames } from "../../shared/host/functions.ts";
 import { sourceToken } from "../../dev/events.ts";
 import { runtimeConfigShape } from "../../shared/runtime/config.ts";
 

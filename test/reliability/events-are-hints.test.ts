@@ -24,9 +24,9 @@ import {
   writesBy,
   type AuditEvent,
   type Identity,
-} from "../support/audit.ts";
+} from "../../dev/audit.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 interface Fn extends RunningFunction {
   identity: Identity;

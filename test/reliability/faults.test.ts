@@ -16,8 +16,8 @@ import { asEvent } from "../support/object-events.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { Broker, type Delivery } from "../support/broker.ts";
 import { servingSecretProblems } from "../support/serving-secrets.ts";
-import { auditMark, auditSince, succeeded, type AuditEvent } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { auditMark, auditSince, succeeded, type AuditEvent } from "../../dev/audit.ts";
+import { annotations } from "../../shared/names.ts";
 import { mapLimit } from "../../shared/runtime/concurrency.ts";
 
 const CA_NS = "service-ca";

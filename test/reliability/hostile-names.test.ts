@@ -24,7 +24,7 @@ import { createNamespace } from "../support/namespaces.ts";
 import { allowCsrRequests, kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { serviceAccountKubeconfig, SYSTEM_NAMESPACE } from "../../dev/local-system/local-system.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 const run = promisify(execFile);
 const SIGNER = "service-ca.dev/serving";

@@ -13,8 +13,8 @@ import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/
 import { apiServerEvent, deliver, pingEvent, sourceToken } from "../../dev/events.ts";
 import { waitFor } from "../../dev/processes.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
-import { auditMark, auditSince, reviewsBy, serviceAccountUser, writesBy } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { auditMark, auditSince, reviewsBy, serviceAccountUser, writesBy } from "../../dev/audit.ts";
+import { annotations } from "../../shared/names.ts";
 import { defaultAudience, knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 
 const TENANT = "tenant";

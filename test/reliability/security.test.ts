@@ -13,9 +13,9 @@ import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/
 import { apiServerEvent, deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { kubectl } from "../support/kubectl.ts";
 import { waitFor } from "../../dev/processes.ts";
-import { tokenWithRules, rotatorRules } from "../support/tokens.ts";
-import { auditMark, auditSince, reviewsBy, serviceAccountUser } from "../support/audit.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { tokenWithRules, rotatorRules } from "../../dev/tokens.ts";
+import { auditMark, auditSince, reviewsBy, serviceAccountUser } from "../../dev/audit.ts";
+import { annotations } from "../../shared/names.ts";
 
 const NS = "shop";
 const INJECT = "service.beta.openshift.io/inject-cabundle";

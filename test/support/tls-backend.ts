@@ -3,7 +3,7 @@ import { join } from "node:path";
 import type * as k8s from "@kubernetes/client-node";
 import type { TestHost } from "./netns.ts";
 import { spawnTied, type Tied } from "../../dev/processes.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 /**
  * Serves `dir`/tls.crt and `dir`/tls.key on the test host's address and `port` (it re-reads them on each

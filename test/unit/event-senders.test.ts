@@ -18,7 +18,7 @@ import { defineFunction } from "../../shared/runtime/define.ts";
 import { createFunctionHost } from "../../shared/runtime/server.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
 import { createRuntimeMetrics } from "../../shared/runtime/metrics.ts";
-import { functionNames, functionsDir } from "../../shared/runtime/names.ts";
+import { functionNames, functionsDir } from "../../shared/host/functions.ts";
 import type { AnyFunctionDefinition } from "../../shared/runtime/define.ts";
 
 const SOURCE = "system:serviceaccount:service-ca:services-oidc-sources.knative.dev-apiserversource";

@@ -14,7 +14,8 @@ import {
   type InjectionTarget,
   type Patch,
 } from "../../shared/inject/targets.ts";
-import { INJECT_ALPHA, INJECT_BETA, wantsInjection } from "../../shared/inject/annotations.ts";
+import { wantsInjection } from "../../shared/inject/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nbmV3\n-----END CERTIFICATE-----\n";
 const OLD_PEM = "-----BEGIN CERTIFICATE-----\nb2xk\n-----END CERTIFICATE-----\n";
@@ -249,7 +250,7 @@ describe("every kind", () => {
   it("ConfigMaps and APIServices also honour the alpha annotation; CRDs and webhook configurations only beta", () => {
     const honoursAlpha = allTargets.map((t) => [
       t.kind,
-      wantsInjection({ [INJECT_ALPHA]: "true" }, t.readsAlphaAnnotation),
+      wantsInjection({ [annotations.injectCaBundleAlpha]: "true" }, t.readsAlphaAnnotation),
     ]);
     assert.deepEqual(honoursAlpha, [
       ["ConfigMap", true],
@@ -259,8 +260,16 @@ describe("every kind", () => {
       ["ValidatingWebhookConfiguration", false],
     ]);
     for (const t of allTargets) {
-      assert.equal(wantsInjection({ [INJECT_BETA]: "True" }, t.readsAlphaAnnotation), true, t.kind);
-      assert.equal(wantsInjection({ [INJECT_BETA]: "yes" }, t.readsAlphaAnnotation), false, t.kind);
+      assert.equal(
+        wantsInjection({ [annotations.injectCaBundle]: "True" }, t.readsAlphaAnnotation),
+        true,
+        t.kind,
+      );
+      assert.equal(
+        wantsInjection({ [annotations.injectCaBundle]: "yes" }, t.readsAlphaAnnotation),
+        false,
+        t.kind,
+      );
       assert.equal(wantsInjection(undefined, t.readsAlphaAnnotation), false, t.kind);
     }
   });

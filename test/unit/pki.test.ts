@@ -13,7 +13,6 @@ import {
   encodeBundle,
   generateKeyPair,
   importPrivateKeyPem,
-  KeyPool,
   leafIssuedBy,
   leafKeyMatches,
   readLeaf,
@@ -23,7 +22,8 @@ import {
   type Signer,
 } from "../../shared/pki/index.ts";
 import { extraKeys, reissueReason } from "../../shared/serving-cert/decide.ts";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
+import { annotations } from "../../shared/names.ts";
 
 const t0 = new Date("2026-01-01T00:00:00Z");
 let ca: Awaited<ReturnType<typeof createAuthority>>;

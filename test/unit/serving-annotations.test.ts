@@ -2,7 +2,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type * as k8s from "@kubernetes/client-node";
-import { annotations, requestedSecretName, wantsShortNames } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
+import { requestedSecretName, wantsShortNames } from "../../shared/serving-cert/annotations.ts";
 import { hostnamesFor } from "../../shared/serving-cert/reconcile.ts";
 
 const svc = (a: Record<string, string>, clusterIP?: string): k8s.V1Service => ({

@@ -4,7 +4,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type * as k8s from "@kubernetes/client-node";
-import { annotations } from "../../shared/serving-cert/annotations.ts";
+import { annotations } from "../../shared/names.ts";
 import { hostnamesFor, refusalBeforeRead } from "../../shared/serving-cert/reconcile.ts";
 import { secretNameProblem } from "../../shared/serving-cert/dns-names.ts";
 import {

@@ -2,12 +2,12 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { Registry } from "prom-client";
-import { workMetrics } from "../../shared/runtime/work-metrics.ts";
+import { caMetrics } from "../../shared/ca-store/metrics.ts";
 
 describe("service_ca_trusted_oldest_expiry_time_seconds", () => {
   it("is absent until a bundle is known, then the earliest not-after in it", async () => {
     const registry = new Registry();
-    const metrics = workMetrics(registry);
+    const metrics = caMetrics(registry);
     metrics.trustedNotAfters([]);
     assert.doesNotMatch(await registry.metrics(), /service_ca_trusted_oldest_expiry_time_seconds/);
     const previous = new Date("2027-03-01T00:00:00Z");

@@ -1,5 +1,6 @@
 // A small bounded pool of pre-generated key pairs, so RSA key generation (~150–230 ms) leaves the latency path.
-import { generateKeyPair, type KeyAlgorithm } from "./keys.ts";
+// Stateful (background generation, waiters), so it lives beside its user rather than in the pure shared/pki.
+import { generateKeyPair, type KeyAlgorithm } from "../pki/index.ts";
 
 export interface KeyPoolStats {
   /** Keys handed out that were already generated. */

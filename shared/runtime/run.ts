@@ -1,5 +1,6 @@
-// Serves one function: validates its config, runs init, serves, and shuts down gracefully. Shared by the CLI
-// (`host.ts <function>`) and the per-function bundles `npm run build` writes to dist/.
+// Serves one function: validates its config, runs init, serves, and shuts down gracefully. What the function's
+// init gets besides config, log, clock and metrics (an API client, say) and who checks senders' tokens are the
+// caller's wiring (shared/host/run-host.ts): the runtime knows no API server.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
@@ -9,16 +10,29 @@ import { createLogger } from "./logger.ts";
 import { createFunctionHost } from "./server.ts";
 import { createRuntimeMetrics } from "./metrics.ts";
 import { systemClock } from "./clock.ts";
-import { createKube, loadKubeConfig, type Kube } from "../kube/client.ts";
-import { createSenderCheck, senderConfigShape } from "./event-senders.ts";
-import { createServiceAccountTokenVerifier } from "../kube/service-account-tokens.ts";
+import type { Clock } from "./clock.ts";
+import { createSenderCheck, senderConfigShape, type TokenVerifier } from "./event-senders.ts";
 
 const hostShape = {
   ...runtimeConfigShape,
   HOST: z.string().default("0.0.0.0").describe("address to listen on"),
 };
 
-export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promise<void> {
+export type HostConfig = z.infer<z.ZodObject<typeof hostShape>>;
+
+/** What the caller joins to the runtime once the configuration is valid: built before the function's init. */
+export interface Wiring<Services extends object> {
+  /** Merged into the function's init context. */
+  services: Services;
+  /** Checks event senders' tokens; `prefetch` runs once the function is serving. */
+  tokens: TokenVerifier & { prefetch(): Promise<void> };
+}
+
+export async function runFunction<Services extends object>(
+  def: AnyFunctionDefinition<Services>,
+  rest: string[],
+  wire: (config: HostConfig, clock: Clock) => Wiring<Services>,
+): Promise<void> {
   const senderShape = senderConfigShape(def.name, def.sources ?? []);
   const shape = { ...hostShape, ...senderShape, ...def.config };
 
@@ -40,15 +54,12 @@ export async function runHost(def: AnyFunctionDefinition, rest: string[]): Promi
 
   const log = createLogger(config.LOG_LEVEL, { function: def.name });
   const metrics = createRuntimeMetrics(def.name);
-  const kubeConfig = loadKubeConfig(config.KUBECONFIG);
-  let kube: Kube | undefined;
-  const kubeOnce = () => (kube ??= createKube(kubeConfig));
-  const tokens = createServiceAccountTokenVerifier(kubeOnce, systemClock);
+  const { services, tokens } = wire(config, systemClock);
   const state = await def.init({
+    ...services,
     config,
     log,
     clock: systemClock,
-    kube: kubeOnce,
     metrics: metrics.registry,
   });
 

@@ -1,14 +1,14 @@
-// Command line entry: `host.ts <function> [flags]` loads functions/<function>/ and serves it.
+// Command line entry: `main.ts <function> [flags]` loads functions/<function>/ and serves it.
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { AnyFunctionDefinition } from "./define.ts";
-import { functionNames, functionsDir } from "./names.ts";
+import type { HostFunction } from "./define.ts";
+import { functionNames, functionsDir } from "./functions.ts";
 import { runHost } from "./run-host.ts";
 
 async function main(argv: string[]): Promise<void> {
   const [name, ...rest] = argv;
   if (!name || name === "--help" || name === "-h") {
-    console.log(`Usage: host.ts <function> [flags]    functions: ${functionNames().join(", ")}`);
+    console.log(`Usage: main.ts <function> [flags]    functions: ${functionNames().join(", ")}`);
     process.exit(name ? 0 : 2);
   }
   if (!functionNames().includes(name)) {
@@ -16,7 +16,7 @@ async function main(argv: string[]): Promise<void> {
     process.exit(2);
   }
   const mod = (await import(pathToFileURL(join(functionsDir, name, "index.ts")).href)) as {
-    default: AnyFunctionDefinition;
+    default: HostFunction;
   };
   await runHost(mod.default, rest);
 }

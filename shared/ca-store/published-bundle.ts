@@ -1,15 +1,15 @@
-// The published CA bundle, read from its ConfigMap: injectors never need (or get) the CA key.
+// The published CA bundle, read from the ConfigMap the store writes: readers (injectors, distribution, the scan)
+// never need (or get) the CA key.
 import type { Kube } from "../kube/client.ts";
-import { readOptional } from "../kube/objects.ts";
-import { BUNDLE_KEY, type CaLocation } from "../ca-store/layout.ts";
+import { readObject } from "../kube/core.ts";
+import type { CaLocation } from "./layout.ts";
+import { dataKeys } from "../names.ts";
 import { transient } from "../runtime/errors.ts";
 
 export async function readPublishedBundle(kube: Kube, where: CaLocation): Promise<string> {
   const { namespace, bundleConfigMapName: name } = where;
-  const cm = await readOptional(`ConfigMap ${namespace}/${name}`, () =>
-    kube.core.readNamespacedConfigMap({ namespace, name }),
-  );
-  const pem = cm?.data?.[BUNDLE_KEY];
+  const cm = await readObject(kube, "ConfigMap", namespace, name);
+  const pem = cm?.data?.[dataKeys.caBundle];
   // Retryable: the CA is created by the first signer to run, which may simply not have run yet.
   if (!pem) throw transient(`the CA bundle is not published yet (ConfigMap ${namespace}/${name})`);
   return pem;

@@ -2,8 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { open, stat } from "node:fs/promises";
 import * as k8s from "@kubernetes/client-node";
-import type { TestCluster } from "./cluster.ts";
-import { waitFor } from "../../dev/processes.ts";
+import { waitFor } from "./processes.ts";
 
 export interface AuditEvent {
   verb: string;
@@ -50,7 +49,7 @@ const madeBy = (e: AuditEvent, who: Identity) =>
     (e.user.extra?.["authentication.kubernetes.io/credential-id"] ?? []).includes(who.credentialId));
 
 /** Where the audit log ends now: pass it to `auditSince` to see only what happened after. */
-export async function auditMark(cluster: Pick<TestCluster, "auditLog">): Promise<number> {
+export async function auditMark(cluster: { auditLog: string }): Promise<number> {
   return (await stat(cluster.auditLog).catch(() => ({ size: 0 }))).size;
 }
 
@@ -59,7 +58,7 @@ export async function auditMark(cluster: Pick<TestCluster, "auditLog">): Promise
  * every request that finished before this call is in the log when it returns.
  */
 export async function auditSince(
-  cluster: Pick<TestCluster, "auditLog" | "kc">,
+  cluster: { auditLog: string; kc: k8s.KubeConfig },
   mark: number,
 ): Promise<AuditEvent[]> {
   const barrier = `audit-barrier-${randomUUID().slice(0, 8)}`;
