@@ -37,3 +37,46 @@ export const scanConfigShape = {
     "at most one scan start per this many seconds per process, kind of event and CA; a request inside it is answered with the last scan's summary, marked coalesced. Scans never overlap either way (infra/ sets 60)",
   ),
 };
+
+/** issue-serving-cert's own settings: its key pool and its queue per namespace. */
+export const issuerConfigShape = {
+  KEY_POOL_SIZE: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(64)
+    .default(8)
+    .describe("RSA keys generated ahead of need, so key generation leaves the latency path (0: none)"),
+  KEY_POOL_WORKERS: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(16)
+    .default(2)
+    .describe("RSA keys generated at once by the pool (2 keeps a 2-core node's cores busy refilling)"),
+  MAX_IN_FLIGHT_PER_NAMESPACE: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(1000)
+    .default(2)
+    .describe(
+      "events of one namespace handled at once, the rest queued in order, so one tenant's churn cannot starve another's (0: no limit)",
+    ),
+  QUEUED_RETRY_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(3600)
+    .default(2)
+    .describe(
+      "first delay before queued work that failed is tried again (doubling, 4 tries in all; the scan repairs what is still left)",
+    ),
+  QUEUE_DRAIN_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(300)
+    .default(20)
+    .describe(
+      "at shutdown, how long queued work is still worked through (within the pod's 30 s grace; the scan repairs what is left)",
+    ),
+};

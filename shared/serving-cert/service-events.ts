@@ -1,0 +1,96 @@
+// What an event about a Service or a serving Secret does, and the queue per namespace it may wait in.
+import { Gauge, type Registry } from "prom-client";
+import { forbidden } from "../runtime/errors.ts";
+import { KeyedLimiter, retryWithBackoff } from "../runtime/concurrency.ts";
+import type { Logger } from "../runtime/logger.ts";
+import { metricOnce } from "../runtime/metrics.ts";
+import { reconcileService, type ServingCertDeps } from "./reconcile.ts";
+import { servicesUsingSecret } from "./lookup.ts";
+
+export interface EventQueueSettings {
+  /** objects of one namespace worked on at once (0: no limit) */
+  maxInFlightPerNamespace: number;
+  /** first delay before queued work that failed is tried again, doubling */
+  retryFirstMs: number;
+  /** at shutdown, how long queued work is still worked through */
+  drainMs: number;
+}
+
+export interface ObjectRef {
+  kind: string;
+  namespace?: string;
+  name: string;
+}
+
+const QUEUED_TRIES = 4;
+
+export class ServingCertEvents {
+  private readonly perNamespace: KeyedLimiter;
+
+  constructor(
+    private readonly deps: ServingCertDeps,
+    private readonly settings: EventQueueSettings,
+    registry: Registry,
+  ) {
+    this.perNamespace = new KeyedLimiter(settings.maxInFlightPerNamespace, {
+      onBackgroundFailure: retryWithBackoff(settings.retryFirstMs, QUEUED_TRIES, deps.log),
+    });
+    const limiter = this.perNamespace;
+    const name = "service_ca_queued_events";
+    metricOnce(
+      registry,
+      name,
+      (registers) =>
+        new Gauge({
+          name,
+          help: "Events answered and waiting for their namespace's turn (one per object however many named it)",
+          registers,
+          collect() {
+            this.set(limiter.queued);
+          },
+        }),
+    );
+  }
+
+  /**
+   * One event's work. With `respondAsync` (the source waits for this answer before it sends its next event,
+   * whoever's it is) the answer comes at once and the namespace's own queue, one entry per object however many
+   * events name it, holds this tenant's backlog; without it, the caller waits for the outcome.
+   */
+  async handle(
+    ref: ObjectRef,
+    action: string,
+    { respondAsync, log }: { respondAsync: boolean; log: Logger },
+  ): Promise<Record<string, unknown>> {
+    const { namespace, name, kind } = ref;
+    if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
+    if (kind === "Service" && action === "delete") return { outcome: "service-gone" };
+    // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
+    if (this.deps.ca.isCaSecret({ kind, namespace, name }))
+      throw forbidden(`Secret ${namespace}/${name} is the CA's own Secret; it is no serving Secret`);
+    const work = () => reconcileObject({ kind, name }, namespace, { ...this.deps, log });
+    if (!respondAsync) return this.perNamespace.run(namespace, work);
+    const queued = this.perNamespace.submit(namespace, `${kind}/${name}`, work);
+    return { outcome: queued, queuedEvents: this.perNamespace.queued };
+  }
+
+  /** What is queued was answered already: finish it within the drain budget; the scan repairs the rest. */
+  close(): Promise<void> {
+    return this.perNamespace.close(this.settings.drainMs);
+  }
+}
+
+// Whatever the event's action: the queue holds one entry per object, and the reconcile re-reads it.
+async function reconcileObject(
+  { name, kind }: { name: string; kind: string },
+  namespace: string,
+  deps: ServingCertDeps,
+): Promise<Record<string, unknown>> {
+  if (kind === "Service") return { ...(await reconcileService(deps, namespace, name)) };
+  // A Secret changed or went away: the Services that asked for it decide what happens.
+  const services = await servicesUsingSecret(deps.kube, namespace, name);
+  const results = [];
+  for (const svc of services)
+    results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
+  return { outcome: results.length ? "checked" : "unrelated", services: results };
+}
