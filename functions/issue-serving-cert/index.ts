@@ -8,6 +8,7 @@ import type { ServingCertDeps } from "../../shared/serving-cert/reconcile.ts";
 import { ServingCertEvents } from "../../shared/serving-cert/service-events.ts";
 import { issuanceMetrics } from "../../shared/serving-cert/metrics.ts";
 import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
+import { SettledVersions } from "../../shared/serving-cert/settled-versions.ts";
 import { eventComponent } from "../../shared/names.ts";
 
 export default defineFunction({
@@ -44,6 +45,7 @@ export default defineFunction({
           ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", config.KEY_POOL_WORKERS)
           : undefined,
       metrics: issuanceMetrics(metrics),
+      settled: new SettledVersions(),
     };
     const events = new ServingCertEvents(
       deps,

@@ -1,4 +1,5 @@
 // Finding the Services that ask for a given Secret.
+import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "../kube/client.ts";
 import { pagesOf, readObject } from "../kube/core.ts";
 import { listAll } from "../kube/pages.ts";
@@ -14,8 +15,10 @@ export async function servicesUsingSecret(
   kube: Kube,
   namespace: string,
   secretName: string,
+  /** the Secret as the caller just read it (absent: gone), so it is not read twice */
+  read?: { secret: k8s.V1Secret | undefined },
 ): Promise<string[]> {
-  const secret = await readObject(kube, "Secret", namespace, secretName);
+  const secret = read ? read.secret : await readObject(kube, "Secret", namespace, secretName);
   const origin = secret?.metadata?.annotations?.[annotations.originName];
   if (origin) {
     const svc = await readObject(kube, "Service", namespace, origin);

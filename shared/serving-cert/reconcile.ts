@@ -11,6 +11,7 @@ import type { Clock } from "../runtime/clock.ts";
 import type { Logger } from "../runtime/logger.ts";
 import type { IssuanceMetrics } from "./metrics.ts";
 import type { KeyPool } from "./key-pool.ts";
+import type { SettledVersions } from "./settled-versions.ts";
 import type { CaMaterial, CaStore } from "../ca-store/store.ts";
 import { annotations, dataKeys, MANAGED_BY_LABEL } from "../names.ts";
 import {
@@ -45,6 +46,8 @@ export interface ServingCertDeps {
   metrics?: IssuanceMetrics;
   /** Whether a bare `<svc>` may be among the short names (SERVING_CERT_SINGLE_LABEL_NAMES); default true. */
   singleLabelNames?: boolean;
+  /** Versions this process settled: an event echoing its own write then costs the one read that shows it. */
+  settled?: SettledVersions;
 }
 
 export interface ReconcileOptions {
@@ -53,6 +56,11 @@ export interface ReconcileOptions {
    * it gets its certificate; if not, the next re-check is scheduled further out.
    */
   recheckGivenUp?: boolean;
+  /**
+   * The event is about the Service itself: a Service still at a version this process settled needs nothing
+   * (what its Secret became since is that Secret's own event, which judges it in full).
+   */
+  serviceEvent?: boolean;
 }
 
 export type Outcome =
@@ -71,6 +79,9 @@ export interface ReconcileResult {
   secret?: string;
   reason?: string;
 }
+
+/** The reason given when an event named an object still at a version this process settled. */
+export const SETTLED_REASON = "unchanged since this process settled it";
 
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 const decodeData = (data: Record<string, string> | undefined) =>
@@ -237,6 +248,13 @@ async function reconcileOnce(
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };
+  if (
+    opts.serviceEvent &&
+    deps.settled?.isSettled("Service", namespace, name, svc.metadata?.resourceVersion)
+  ) {
+    deps.metrics?.writeSkipped("Secret");
+    return { outcome: "current", secret: secretName, reason: SETTLED_REASON };
+  }
   const recheck = givenUp(svc) && opts.recheckGivenUp === true && recheckDue(svc, deps.clock.now());
   if (givenUp(svc) && !recheck) return { outcome: "gave-up", secret: secretName };
   const judging = {
@@ -271,8 +289,8 @@ async function reconcileOnce(
       await markSigned(deps, svc, material);
       return { outcome: "issued", secret: secretName, reason: verdict.reason };
     }
-    case "strip":
-      await mergePatch(
+    case "strip": {
+      const stripped = await mergePatch<k8s.V1Secret>(
         kube,
         { apiVersion: "v1", kind: "Secret", namespace, name: secretName },
         {
@@ -280,10 +298,13 @@ async function reconcileOnce(
           data: Object.fromEntries(verdict.keys.map((k) => [k, null])),
         },
       );
+      deps.settled?.settle("Secret", namespace, secretName, stripped.metadata?.resourceVersion);
       await markSigned(deps, svc, material);
       return { outcome: "stripped", secret: secretName };
+    }
     case "current":
       deps.metrics?.writeSkipped("Secret");
+      deps.settled?.settle("Secret", namespace, secretName, secret?.metadata?.resourceVersion);
       await markSigned(deps, svc, material);
       return { outcome: "current", secret: secretName };
   }
@@ -332,28 +353,32 @@ async function issue(
       [dataKeys.tlsKey]: b64(leaf.keyPem),
     },
   };
+  let written: k8s.V1Secret;
   if (existing) {
     // resourceVersion makes the replace conditional: a concurrent writer turns this into a 409, then a re-read.
-    await write(`replace Secret ${namespace}/${secretName}`, () =>
+    written = await write(`replace Secret ${namespace}/${secretName}`, () =>
       replaceSecret(deps.kube, namespace, secretName, body),
     );
   } else {
     try {
-      await createObject(deps.kube, "Secret", namespace, body);
+      written = await createObject(deps.kube, "Secret", namespace, body);
     } catch (err) {
       if (isConflict(err))
         throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
       throw err;
     }
   }
+  deps.settled?.settle("Secret", namespace, secretName, written.metadata?.resourceVersion);
 }
 
 /** On success: signed-by names the CA, and the error annotations go away. Writes only if that changes anything. */
 async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: CaMaterial): Promise<void> {
-  if (serviceMarkedCurrent(svc, material)) return;
+  const settle = (version: string | undefined) =>
+    deps.settled?.settle("Service", svc.metadata!.namespace!, svc.metadata!.name!, version);
+  if (serviceMarkedCurrent(svc, material)) return settle(svc.metadata?.resourceVersion);
   // Conditional on what was read: when a replica or the scan marked it first, the 409 leads to a re-read that
   // finds nothing to write, instead of a second identical write.
-  await mergePatch(deps.kube, serviceKey(svc), {
+  const marked = await mergePatch<k8s.V1Service>(deps.kube, serviceKey(svc), {
     metadata: {
       resourceVersion: svc.metadata?.resourceVersion,
       annotations: {
@@ -362,6 +387,7 @@ async function markSigned(deps: ServingCertDeps, svc: k8s.V1Service, material: C
       },
     },
   });
+  settle(marked.metadata?.resourceVersion);
 }
 
 /**

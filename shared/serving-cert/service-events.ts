@@ -4,8 +4,10 @@ import { forbidden } from "../runtime/errors.ts";
 import { KeyedLimiter, retryWithBackoff } from "../runtime/concurrency.ts";
 import type { Logger } from "../runtime/logger.ts";
 import { metricOnce } from "../runtime/metrics.ts";
-import { reconcileService, type ServingCertDeps } from "./reconcile.ts";
+import { reconcileService, SETTLED_REASON, type ServingCertDeps } from "./reconcile.ts";
+import { annotations } from "../names.ts";
 import { servicesUsingSecret } from "./lookup.ts";
+import { readObject } from "../kube/core.ts";
 
 export interface EventQueueSettings {
   /** objects of one namespace worked on at once (0: no limit) */
@@ -86,9 +88,20 @@ async function reconcileObject(
   namespace: string,
   deps: ServingCertDeps,
 ): Promise<Record<string, unknown>> {
-  if (kind === "Service") return { ...(await reconcileService(deps, namespace, name)) };
+  if (kind === "Service")
+    return { ...(await reconcileService(deps, namespace, name, { serviceEvent: true })) };
+  const secret = await readObject(deps.kube, "Secret", namespace, name);
+  if (deps.settled?.isSettled("Secret", namespace, name, secret?.metadata?.resourceVersion)) {
+    // As this process wrote (or judged) it for the Service it names: nothing to read or write.
+    deps.metrics?.writeSkipped("Secret");
+    const service = secret!.metadata!.annotations?.[annotations.originName];
+    return {
+      outcome: "checked",
+      services: [{ service, outcome: "current", secret: name, reason: SETTLED_REASON }],
+    };
+  }
   // A Secret changed or went away: the Services that asked for it decide what happens.
-  const services = await servicesUsingSecret(deps.kube, namespace, name);
+  const services = await servicesUsingSecret(deps.kube, namespace, name, { secret });
   const results = [];
   for (const svc of services)
     results.push({ service: svc, ...(await reconcileService(deps, namespace, svc)) });
