@@ -1,5 +1,6 @@
 // What every benchmark shares: the machine line, percentiles, a table printer, and watching objects appear.
 import { readFileSync } from "node:fs";
+import { request as httpsRequest, type RequestOptions } from "node:https";
 import { availableParallelism, cpus, totalmem } from "node:os";
 import * as k8s from "@kubernetes/client-node";
 
@@ -103,4 +104,51 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** Peak resident memory of a process so far (VmHWM), MB. */
+export function peakRssMb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
+/**
+ * The kube-apiserver's own count of the requests it served, by verb and resource (`apiserver_request_total`,
+ * summed over codes and scopes), read from its /metrics with the admin's credentials.
+ */
+export async function apiServerRequests(kc: k8s.KubeConfig): Promise<Map<string, number>> {
+  const server = kc.getCurrentCluster()!.server;
+  const opts: RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  const text = await new Promise<string>((resolve, reject) => {
+    const req = httpsRequest(new URL("/metrics", server), { ...opts, method: "GET" }, (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (d: string) => (body += d));
+      res.on("end", () => resolve(body));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+  const counts = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line.startsWith("apiserver_request_total{")) continue;
+    const labels = Object.fromEntries(
+      [...line.matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1]!, m[2]!] as [string, string]),
+    );
+    const key = `${labels.verb} ${labels.resource}${labels.subresource ? "/" + labels.subresource : ""}`;
+    counts.set(key, (counts.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
+  }
+  return counts;
+}
+
+/** What `after` has more of than `before`, non-zero entries only. */
+export function countsSince(before: Map<string, number>, after: Map<string, number>): Map<string, number> {
+  return new Map(
+    [...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)] as [string, number]).filter(([, v]) => v > 0),
+  );
 }

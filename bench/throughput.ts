@@ -6,7 +6,15 @@ import { startLocalSystem } from "../dev/local-system/local-system.ts";
 import { annotations } from "../shared/names.ts";
 import { generateKeyPair } from "../shared/pki/keys.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
-import { Arrivals, cpuSeconds, machine, printTable } from "./support.ts";
+import {
+  apiServerRequests,
+  Arrivals,
+  countsSince,
+  cpuSeconds,
+  machine,
+  peakRssMb,
+  printTable,
+} from "./support.ts";
 import { scrape } from "../dev/metrics.ts";
 
 const COUNT = Number(process.env.BENCH_COUNT ?? 200);
@@ -14,16 +22,25 @@ const KEYS = Number(process.env.BENCH_KEYS ?? 60);
 const NS = "bench-throughput";
 const POOL = 8; // issue-serving-cert's KEY_POOL_SIZE default: keys generated before the burst began
 
+/** CPU ms one RSA-2048 key took in the last rawKeyRate run (this process, every thread). */
+let cpuMsPerKey = NaN;
+
 /** Keys per second with every core generating (WebCrypto runs on libuv's pool of 4 threads). */
 async function rawKeyRate(n: number): Promise<number> {
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   await mapLimit(
     Array.from({ length: n }, (_, i) => i),
     Math.max(2, availableParallelism()),
     () => generateKeyPair("rsa-2048"),
   );
+  const cpu = process.cpuUsage(cpu0);
+  cpuMsPerKey = (cpu.user + cpu.system) / 1000 / n;
   return n / ((performance.now() - t0) / 1000);
 }
+
+// The operator (service-ca-operator, client-side limit off) on this machine, as issue 15 measured it.
+const OPERATOR = { cpuMs: 78, requests: 2.02, rssMb: 89 };
 
 // BENCH_FUNCTION_ENV='{"KEY_POOL_WORKERS":"4"}' measures a setting other than the defaults.
 const system = await startLocalSystem({
@@ -65,6 +82,7 @@ try {
     ["Knative adapters", system.sources.map((s) => s.pid)],
   ];
   const cpu = () => groups.map(([, pids]) => pids.reduce((n, pid) => n + cpuSeconds(pid), 0));
+  const requests0 = await apiServerRequests(system.kc);
   const cpu0 = cpu();
   const bench0 = process.cpuUsage();
   const t0 = performance.now();
@@ -74,7 +92,10 @@ try {
   const cpuUsed = cpu().map((c, i) => c - cpu0[i]!);
   const benchCpu = process.cpuUsage(bench0);
   secrets.stop();
-  await new Promise((r) => setTimeout(r, 2000));
+  await new Promise((r) => setTimeout(r, 2000)); // the events echoing the last writes are answered too
+  const requests = countsSince(requests0, await apiServerRequests(system.kc));
+  const issuerCpuMs = (cpu()[0]! - cpu0[0]!) * 1000;
+  const keyCpuMs = cpuMsPerKey;
   const after = await rawKeyRate(KEYS);
   const raw = (before + after) / 2;
   const rate = COUNT / wall;
@@ -107,6 +128,44 @@ try {
         "mean issuance (key, signature, Secret write), ms",
         (sum("service_ca_issuance_duration_seconds_sum") / issued) * 1000,
       ],
+    ],
+  );
+
+  // What the system asked the API server for: everything the API server counted, less the benchmark's own creates
+  // (its watch, and every adapter's, is long-running and not counted here).
+  const own = `POST services`;
+  requests.set(own, (requests.get(own) ?? 0) - COUNT);
+  const byVerb = [...requests].filter(([k, v]) => v > 0 && !k.startsWith("WATCH") && !k.endsWith(" "));
+  const total = byVerb.reduce((n, [, v]) => n + v, 0);
+  const writes = byVerb
+    .filter(([k]) => /^(POST|PUT|PATCH|DELETE|APPLY)/.test(k) && !/reviews/.test(k))
+    .reduce((n, [, v]) => n + v, 0);
+  const perCert = issuerCpuMs / COUNT;
+  const rss = peakRssMb(system.functions.get("issue-serving-cert")!.process.pid);
+  const vs = (ours: number, theirs: number) => `${(ours / theirs).toFixed(2)}×`;
+  printTable(
+    `Per certificate: the burst of ${COUNT} above (issuer from /proc; requests as the kube-apiserver counted them)`,
+    ["figure", "this project", "operator, limit off", "ratio"],
+    [
+      ["CPU ms per certificate, issuer", perCert, OPERATOR.cpuMs, vs(perCert, OPERATOR.cpuMs)],
+      [
+        `  of which RSA-2048 key generation (${keyCpuMs.toFixed(1)} CPU ms a key, measured here)`,
+        keyCpuMs,
+        "",
+        "",
+      ],
+      ["  everything else (signing, API calls, events, JSON, GC)", perCert - keyCpuMs, "", ""],
+      [
+        "API requests per certificate, by the system",
+        total / COUNT,
+        OPERATOR.requests,
+        vs(total / COUNT, OPERATOR.requests),
+      ],
+      ...byVerb
+        .sort(([, a], [, b]) => b - a)
+        .map(([k, v]): [string, number, string, string] => [`  ${k}`, v / COUNT, "", ""]),
+      ["writes per certificate (create, update, patch, delete)", writes / COUNT, "", ""],
+      ["issuer peak RSS, MB (whole run)", rss, OPERATOR.rssMb, vs(rss, OPERATOR.rssMb)],
     ],
   );
 } finally {
