@@ -67,6 +67,10 @@ export default defineFunction({
     state.keyPool?.close();
   },
   handle(event, { state, log, cloudevent }) {
-    return state.events.handle(event.ref, event.action, { respondAsync: cloudevent.respondAsync, log });
+    return state.events.handle(event.ref, event.action, {
+      respondAsync: cloudevent.respondAsync,
+      log,
+      object: event.object,
+    });
   },
 });

@@ -62,11 +62,30 @@ export class ServingCertEvents {
   async handle(
     ref: ObjectRef,
     action: string,
-    { respondAsync, log }: { respondAsync: boolean; log: Logger },
+    {
+      respondAsync,
+      log,
+      object,
+    }: {
+      respondAsync: boolean;
+      log: Logger;
+      /** the object itself, when the source sends it (Resource mode) */
+      object?: { metadata?: { resourceVersion?: unknown } };
+    },
   ): Promise<Record<string, unknown>> {
     const { namespace, name, kind } = ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
     if (kind === "Service" && action === "delete") return { outcome: "service-gone" };
+    // A Service at a version this process settled (the echo of its own patch) needs no request, not even a read.
+    const version = object?.metadata?.resourceVersion;
+    if (
+      kind === "Service" &&
+      typeof version === "string" &&
+      this.deps.settled?.isSettled("Service", namespace, name, version)
+    ) {
+      this.deps.metrics?.writeSkipped("Secret");
+      return { outcome: "current", reason: SETTLED_REASON };
+    }
     // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
     if (this.deps.ca.isCaSecret({ kind, namespace, name }))
       throw forbidden(`Secret ${namespace}/${name} is the CA's own Secret; it is no serving Secret`);
