@@ -61,6 +61,11 @@ export interface ReconcileOptions {
    * (what its Secret became since is that Secret's own event, which judges it in full).
    */
   serviceEvent?: boolean;
+  /**
+   * A Service this system never marked (no signed-by, no error) most likely has no Secret yet: its create is
+   * tried without reading first, and a 409 means a re-read (set by reconcileService on its first attempt only).
+   */
+  mayAssumeNoSecret?: boolean;
 }
 
 export type Outcome =
@@ -95,10 +100,12 @@ export async function reconcileService(
   name: string,
   opts: ReconcileOptions = {},
 ): Promise<ReconcileResult> {
-  // A lost create/update race means another replica wrote first: re-read and judge again.
+  // A lost create/update race means another replica wrote first (or a Secret was there after all): re-read,
+  // and judge again.
+  let attempt = 0;
   return retryOnConflict(
     4,
-    () => reconcileOnce(deps, namespace, name, opts),
+    () => reconcileOnce(deps, namespace, name, { ...opts, mayAssumeNoSecret: attempt++ === 0 }),
     (attempt) => deps.log.debug("write conflict; re-reading", { service: `${namespace}/${name}`, attempt }),
   );
 }
@@ -268,7 +275,13 @@ async function reconcileOnce(
   if (early) return refuse(deps, svc, early, recheck);
 
   const material = await deps.ca.signingMaterial();
-  const secret = await readObject(kube, "Secret", namespace, secretName);
+  const neverMarked = ![annotations.signedBy, ...FAILURE_ANNOTATIONS].some(
+    (k) => k in (svc.metadata?.annotations ?? {}),
+  );
+  const secret =
+    opts.mayAssumeNoSecret && neverMarked
+      ? undefined
+      : await readObject(kube, "Secret", namespace, secretName);
   const verdict = await judge(svc, secret, material, judging);
   switch (verdict.kind) {
     case "not-annotated":
