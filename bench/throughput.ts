@@ -132,10 +132,14 @@ try {
   );
 
   // What the system asked the API server for: everything the API server counted, less the benchmark's own creates
-  // (its watch, and every adapter's, is long-running and not counted here).
+  // and what the control plane does for itself (a ClusterIP's IPAddress for each Service created, leader-election
+  // and node leases). Watches, the benchmark's and every adapter's, are long-running and not counted here.
   const own = `POST services`;
   requests.set(own, (requests.get(own) ?? 0) - COUNT);
-  const byVerb = [...requests].filter(([k, v]) => v > 0 && !k.startsWith("WATCH") && !k.endsWith(" "));
+  const controlPlane = /^\S+ (ipaddresses|leases)$/;
+  const byVerb = [...requests].filter(
+    ([k, v]) => v > 0 && !k.startsWith("WATCH") && !k.endsWith(" ") && !controlPlane.test(k),
+  );
   const total = byVerb.reduce((n, [, v]) => n + v, 0);
   const writes = byVerb
     .filter(([k]) => /^(POST|PUT|PATCH|DELETE|APPLY)/.test(k) && !/reviews/.test(k))
