@@ -59,9 +59,9 @@ export const issuerConfigShape = {
     .int()
     .min(0)
     .max(1000)
-    .default(2)
+    .default(1)
     .describe(
-      "events of one namespace handled at once, the rest queued in order, so one tenant's churn cannot starve another's (0: no limit)",
+      "objects of one namespace worked on at once, the rest queued, so one tenant's churn cannot starve another's (0: no limit). 1 met the fairness goal on 2 cores (2 did not) at the same burst rate per key generated; more helps only with more cores",
     ),
   QUEUED_RETRY_SECONDS: z.coerce
     .number()
