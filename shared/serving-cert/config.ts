@@ -61,7 +61,7 @@ export const issuerConfigShape = {
     .max(1000)
     .default(1)
     .describe(
-      "objects of one namespace worked on at once, the rest queued, so one tenant's churn cannot starve another's (0: no limit). 1 met the fairness goal on 2 cores (2 did not) at the same burst rate per key generated; more helps only with more cores",
+      "objects of one namespace worked on at once, the rest queued, so one tenant's churn cannot starve another's (0: no limit). 1 measured fairer than 2 on 2 cores (BENCHMARKS.md, Fairness) at the same burst rate per key generated",
     ),
   QUEUED_RETRY_SECONDS: z.coerce
     .number()

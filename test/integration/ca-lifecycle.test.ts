@@ -8,6 +8,7 @@ import { createNamespace } from "../support/namespaces.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { opensslVerifies } from "../support/tls.ts";
 import { auditMark, auditSince, describeWrite, tokenIdentity, writesBy } from "../../dev/audit.ts";
+import { caStoreIn } from "../support/ca-store.ts";
 import { CaStore } from "../../shared/ca-store/store.ts";
 import { createKube } from "../../shared/kube/client.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
@@ -40,12 +41,7 @@ describe("the CA over its whole life", () => {
   it("bootstraps once, rotates at 395 days left with an overlap, drops the old CA at its expiry", async () => {
     const t0 = new Date();
     const clock = new ManualClock(t0);
-    const store = new CaStore(
-      createKube(asRotateCa),
-      { namespace: caNs, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
-      clock,
-      createLogger("error"),
-    );
+    const store = caStoreIn(asRotateCa, caNs, clock, createLogger("error"));
     const ca1 = await store.signingMaterial();
     assert.match(ca1.name, /^service-ca-functions-signer@\d+$/);
     const names = servingHostnames("web", "shop", false);
@@ -76,12 +72,7 @@ describe("the CA over its whole life", () => {
 
     // Past the first CA's expiry: it leaves the bundle and the bridge leaves new chains.
     clock.set(day(791, t0));
-    const later = await new CaStore(
-      createKube(asRotateCa),
-      { namespace: caNs, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
-      clock,
-      createLogger("error"),
-    ).signingMaterial();
+    const later = await caStoreIn(asRotateCa, caNs, clock, createLogger("error")).signingMaterial();
     assert.deepEqual(later.bundle.map(commonName), [ca2.name]);
     assert.equal(later.chainPem, "");
     assert.equal(

@@ -23,8 +23,8 @@ import { createTestHost, type TestHost } from "../support/netns.ts";
 import { waitFor, type Tied } from "../../dev/processes.ts";
 import { createBackendService, startTlsBackend } from "../support/tls-backend.ts";
 import { opensslVerifies, overlapPairs } from "../support/tls.ts";
-import { CaStore, type CaMaterial } from "../../shared/ca-store/store.ts";
-import { createKube } from "../../shared/kube/client.ts";
+import type { CaMaterial } from "../../shared/ca-store/store.ts";
+import { caStoreIn } from "../support/ca-store.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
 import { ManualClock } from "../../shared/runtime/clock.ts";
 import {
@@ -67,12 +67,7 @@ describe("A. five years on a manual clock", () => {
     await functionKubeconfig(cluster, "rotate-ca", caNs); // grants rotate-ca its CA Role there
     const t0 = new Date();
     const clock = new ManualClock(t0);
-    const store = new CaStore(
-      createKube(asRotateCa),
-      { namespace: caNs, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
-      clock,
-      quiet,
-    );
+    const store = caStoreIn(asRotateCa, caNs, clock, quiet);
     const names = servingHostnames("api", "shop", false);
     const end = new Date(t0.getTime() + 1826 * DAY_MS);
     const forcedAt = new Date(t0.getTime() + randomInt(100, 1700) * DAY_MS);
@@ -234,12 +229,7 @@ describe("B. every rotation with real peers at real time", () => {
   async function plantAgedCa(ageDays: number): Promise<CaMaterial> {
     await core.deleteNamespacedSecret({ namespace: CA_NS, name: "signing-key" }).catch(() => {});
     const past = new ManualClock(new Date(Date.now() - ageDays * DAY_MS));
-    const store = new CaStore(
-      createKube(asRotateCa),
-      { namespace: CA_NS, secretName: "signing-key", bundleConfigMapName: "signing-cabundle" },
-      past,
-      quiet,
-    );
+    const store = caStoreIn(asRotateCa, CA_NS, past, quiet);
     const m = await store.signingMaterial();
     await store.publishBundle(m);
     for (const fn of ["expiry-scan", "inject-webhooks", "inject-configmap"] as const) await fanOut(fn);

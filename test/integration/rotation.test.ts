@@ -8,6 +8,7 @@ import { startFunction, type RunningFunction } from "../../dev/local-system/func
 import { functionKubeconfig } from "../support/identities.ts";
 import { deliver, sourceToken, pingEvent } from "../../dev/events.ts";
 import { notifyOk } from "../support/object-events.ts";
+import { createAnnotatedService } from "../support/services.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { handshake, openssl, overlapPairs } from "../support/tls.ts";
 import { kubectl } from "../support/kubectl.ts";
@@ -57,13 +58,7 @@ const rotate = (token: string | undefined, body: unknown = { reason: "test" }) =
 
 describe("rotate-ca", () => {
   it("keeps every {old, new} certificate × {old, new} bundle pair working through a forced rotation", async () => {
-    const svc = await core.createNamespacedService({
-      namespace: ns,
-      body: {
-        metadata: { name: "api", annotations: { [annotations.secretName]: "api-tls" } },
-        spec: { ports: [{ port: 443 }] },
-      },
-    });
+    const svc = await createAnnotatedService(core, ns, "api", "api-tls");
     await notify("issue-serving-cert", svc, "Service");
     const cm = await core.createNamespacedConfigMap({
       namespace: ns,

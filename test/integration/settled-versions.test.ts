@@ -7,9 +7,9 @@ import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { startFunction, type RunningFunction } from "../../dev/local-system/function-hosts.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { notifyOk } from "../support/object-events.ts";
+import { createAnnotatedService } from "../support/services.ts";
 import { createNamespace, ensureNamespace } from "../support/namespaces.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
-import { annotations } from "../../shared/names.ts";
 
 let cluster: TestCluster;
 let core: k8s.CoreV1Api;
@@ -51,13 +51,7 @@ const readService = (name: string) => core.readNamespacedService({ namespace: ns
 
 describe("issue-serving-cert remembers what it settled", () => {
   it("the events echoing its own Secret and Service writes cost one read each", async () => {
-    const svc = await core.createNamespacedService({
-      namespace: ns,
-      body: {
-        metadata: { name: "web", annotations: { [annotations.secretName]: "web-tls" } },
-        spec: { ports: [{ port: 443 }] },
-      },
-    });
+    const svc = await createAnnotatedService(core, ns, "web", "web-tls");
     assert.equal((await counted(svc, "Service")).answer.outcome, "issued");
 
     const secretEcho = await counted(await readSecret("web-tls"), "Secret");
