@@ -1,7 +1,5 @@
 // Scan at scale: expiry-scan (the bundled function, as deployed) over N annotated Services that all hold
 // current Secrets: wall time, the process's peak RSS, and the requests the API server counted.
-import { readFile } from "node:fs/promises";
-import * as https from "node:https";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
 import { startControlPlane } from "../dev/controlplane/control-plane.ts";
@@ -21,7 +19,7 @@ import {
   privateKeyToPem,
   signServingCertificate,
 } from "../shared/pki/index.ts";
-import { machine, printTable } from "./support.ts";
+import { apiServerRequests, countsSince, machine, peakRssMb, printTable } from "./support.ts";
 
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const PER_NAMESPACE = 500;
@@ -29,34 +27,6 @@ const CA_NS = "service-ca";
 const log = (l: string) => console.error(`[scan] ${l}`);
 /** expiry-scan's NODE_OPTIONS and REQUEST_TIMEOUT_SECONDS in infra/base/functions/expiry-scan.yaml. */
 const DEPLOYED_NODE_OPTIONS = "--max-old-space-size=96";
-
-/** apiserver_request_total summed by "VERB resource", from the API server's own metrics. */
-async function requestCounts(kc: k8s.KubeConfig): Promise<Map<string, number>> {
-  const url = new URL(`${kc.getCurrentCluster()!.server}/metrics`);
-  const opts: https.RequestOptions = { hostname: url.hostname, port: url.port, path: url.pathname };
-  await kc.applyToHTTPSOptions(opts);
-  const text = await new Promise<string>((resolve, reject) =>
-    https
-      .get(opts, (res) => {
-        let body = "";
-        res.setEncoding("utf8").on("data", (c: string) => (body += c));
-        res.on("end", () => resolve(body));
-      })
-      .on("error", reject),
-  );
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (!line.startsWith("apiserver_request_total{")) continue;
-    const verb = /verb="([^"]+)"/.exec(line)?.[1];
-    const resource = /resource="([^"]*)"/.exec(line)?.[1];
-    const key = `${verb} ${resource}`;
-    out.set(key, (out.get(key) ?? 0) + Number(line.slice(line.lastIndexOf(" ") + 1)));
-  }
-  return out;
-}
-
-const peakRss = async (pid: number) =>
-  Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
 
 const plane = await startControlPlane({ log });
 try {
@@ -157,16 +127,16 @@ try {
   for (const [label, nodeOptions] of variants) {
     await scan.process.stop();
     scan = await start(nodeOptions);
-    const rssBefore = await peakRss(scan.process.pid);
-    const before = await requestCounts(kc);
+    const rssBefore = peakRssMb(scan.process.pid);
+    const before = await apiServerRequests(kc);
     const started = performance.now();
     const result = await ping();
     const wall = (performance.now() - started) / 1000;
-    const after = await requestCounts(kc);
-    const rss = await peakRss(scan.process.pid);
-    const delta = [...after]
-      .map(([k, v]) => [k, v - (before.get(k) ?? 0)] as const)
-      .filter(([k, v]) => v > 0 && !k.endsWith(" leases") && !k.endsWith(" events"));
+    const after = await apiServerRequests(kc);
+    const rss = peakRssMb(scan.process.pid);
+    const delta = [...countsSince(before, after)].filter(
+      ([k]) => !k.endsWith(" leases") && !k.endsWith(" events"),
+    );
     const total = delta.reduce((n, [, v]) => n + v, 0);
     rows.push([label, wall, rss, rssBefore, total, Number(result.pages), JSON.stringify(result.outcomes)]);
     if (detail.length === 0) detail = delta.map(([k, v]) => [k, v]);
