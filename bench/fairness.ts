@@ -9,6 +9,7 @@ import {
   type LocalSystem,
 } from "../dev/local-system/local-system.ts";
 import { annotations } from "../shared/names.ts";
+import { createTenant } from "../dev/tenants.ts";
 import { Arrivals, machine, percentile, printTable } from "./support.ts";
 
 const QUIET = Number(process.env.BENCH_COUNT ?? 20);
@@ -26,17 +27,7 @@ const ROUND_PAUSE_MS = Number(process.env.BENCH_NOISE_PAUSE_MS ?? 1000);
  * cluster admin the noise would be exempt from the API server's priority and fairness, which no tenant is.)
  */
 async function tenantApi(system: LocalSystem, namespace: string): Promise<k8s.CoreV1Api> {
-  const admin = system.kc.makeApiClient(k8s.CoreV1Api);
-  await admin.createNamespace({ body: { metadata: { name: namespace } } });
-  await admin.createNamespacedServiceAccount({ namespace, body: { metadata: { name: "tenant-admin" } } });
-  await system.kc.makeApiClient(k8s.RbacAuthorizationV1Api).createNamespacedRoleBinding({
-    namespace,
-    body: {
-      metadata: { name: "tenant-admin" },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "admin" },
-      subjects: [{ kind: "ServiceAccount", name: "tenant-admin", namespace }],
-    },
-  });
+  await createTenant(system.kc, namespace, "tenant-admin");
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(await serviceAccountKubeconfig(system.plane, "tenant-admin", namespace));
   return kc.makeApiClient(k8s.CoreV1Api);

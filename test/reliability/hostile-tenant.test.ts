@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import * as k8s from "@kubernetes/client-node";
+import { createTenant } from "../../dev/tenants.ts";
 import { startLocalSystem, SYSTEM_NAMESPACE, type LocalSystem } from "../../dev/local-system/local-system.ts";
 import { apiServerEvent, deliver, pingEvent, sourceToken } from "../../dev/events.ts";
 import { waitFor } from "../../dev/processes.ts";
@@ -36,16 +37,7 @@ before(async () => {
     },
   });
   core = system.kc.makeApiClient(k8s.CoreV1Api);
-  await core.createNamespace({ body: { metadata: { name: TENANT } } });
-  await core.createNamespacedServiceAccount({ namespace: TENANT, body: { metadata: { name: TENANT_SA } } });
-  await system.kc.makeApiClient(k8s.RbacAuthorizationV1Api).createNamespacedRoleBinding({
-    namespace: TENANT,
-    body: {
-      metadata: { name: TENANT_SA },
-      roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "ClusterRole", name: "admin" },
-      subjects: [{ kind: "ServiceAccount", name: TENANT_SA, namespace: TENANT }],
-    },
-  });
+  await createTenant(system.kc, TENANT, TENANT_SA);
 });
 after(async () => {
   await system?.stop();
