@@ -3,7 +3,10 @@ import { defineFunction } from "../../shared/host/define.ts";
 import { issuerConfigShape, servingCertConfigShape } from "../../shared/serving-cert/config.ts";
 import { apiServerEvent } from "../../shared/events/knative.ts";
 import { openCaStore } from "../../shared/ca-store/store.ts";
-import { caStoreConfigShape } from "../../shared/ca-store/layout.ts";
+import { caStoreConfigShape, type CaLocation } from "../../shared/ca-store/layout.ts";
+import { SigningCache } from "../../shared/ca-store/signing-cache.ts";
+import { isBundleConfigMap } from "../../shared/ca-store/published-bundle.ts";
+import { forbidden } from "../../shared/runtime/errors.ts";
 import type { ServingCertDeps } from "../../shared/serving-cert/reconcile.ts";
 import { ServingCertEvents } from "../../shared/serving-cert/service-events.ts";
 import { issuanceMetrics } from "../../shared/serving-cert/metrics.ts";
@@ -17,6 +20,8 @@ export default defineFunction({
   sources: [
     { kind: "ApiServerSource", name: "services" },
     { kind: "ApiServerSource", name: "serving-secrets" },
+    // The published bundle: the CA changed, so the copy it signs from is read again.
+    { kind: "ApiServerSource", name: "ca-bundle-to-issue-serving-cert" },
   ],
   description:
     "issues and renews the TLS Secret of every Service annotated service.beta.openshift.io/serving-cert-secret-name",
@@ -28,12 +33,15 @@ export default defineFunction({
   event: apiServerEvent([
     { apiVersion: "v1", kind: "Service" },
     { apiVersion: "v1", kind: "Secret" },
+    { apiVersion: "v1", kind: "ConfigMap" },
   ]),
-  init(ctx): ServingCertDeps & { events: ServingCertEvents } {
+  init(ctx): ServingCertDeps & { events: ServingCertEvents; where: CaLocation } {
     const { config, kube, clock, log, metrics } = ctx;
+    const store = openCaStore(ctx);
+    const ca = new SigningCache(store, clock, config.CA_CACHE_SECONDS * 1000);
     const deps: ServingCertDeps = {
       kube: kube(),
-      ca: openCaStore(ctx),
+      ca,
       clock,
       log,
       component: eventComponent("issue-serving-cert"),
@@ -56,7 +64,8 @@ export default defineFunction({
       },
       metrics,
     );
-    return { ...deps, events };
+    ca.whenReplaced((stale) => events.recheck(stale));
+    return { ...deps, events, where: store.where };
   },
   // Key generation takes whole cores for ~200 ms a key: it starts once the function is serving, not before.
   started(state) {
@@ -67,6 +76,13 @@ export default defineFunction({
     state.keyPool?.close();
   },
   handle(event, { state, log, cloudevent }) {
+    if (event.ref.kind === "ConfigMap") {
+      if (!isBundleConfigMap(state.where, event.ref))
+        throw forbidden(
+          `issue-serving-cert reacts only to the CA bundle ConfigMap ${state.where.namespace}/${state.where.bundleConfigMapName}`,
+        );
+      return state.events.caBundleChanged();
+    }
     return state.events.handle(event.ref, event.action, {
       respondAsync: cloudevent.respondAsync,
       log,

@@ -63,6 +63,14 @@ export const issuerConfigShape = {
     .describe(
       "objects of one namespace worked on at once, the rest queued, so one tenant's churn cannot starve another's (0: no limit). 1 measured fairer than 2 on 2 cores (BENCHMARKS.md, Fairness) at the same burst rate per key generated",
     ),
+  CA_CACHE_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(3600)
+    .default(30)
+    .describe(
+      "how long the CA read for one certificate signs the next ones without a read (0: a read per certificate); the published bundle's event, or a certificate from another CA, ends it sooner, and what was issued meanwhile is judged again once a read shows another CA",
+    ),
   QUEUED_RETRY_SECONDS: z.coerce
     .number()
     .min(0)

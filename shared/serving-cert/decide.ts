@@ -20,6 +20,8 @@ export interface Wanted {
   refreshFraction: number;
 }
 
+export const NOT_CURRENT_CA = "issued by a CA that is not the current one";
+
 export async function reissueReason(
   secret: SecretView | undefined,
   want: Wanted,
@@ -31,7 +33,7 @@ export async function reissueReason(
   const leaf = readLeaf(crt);
   if (!leaf) return "tls.crt does not parse";
   if (!leafKeyMatches(key, leaf)) return "tls.key does not match tls.crt";
-  if (!leafIssuedBy(leaf, want.currentCa)) return "issued by a CA that is not the current one";
+  if (!leafIssuedBy(leaf, want.currentCa)) return NOT_CURRENT_CA;
   if (!sameNames(leaf.dnsNames, want.hostnames)) return "hostnames changed";
   if (leaf.keyAlgorithm !== want.keyAlgorithm) return `key algorithm is not ${want.keyAlgorithm}`;
   if (!secret.annotations[annotations.expiry]) return "expiry annotation missing";

@@ -12,7 +12,8 @@ import type { Logger } from "../runtime/logger.ts";
 import type { IssuanceMetrics } from "./metrics.ts";
 import type { KeyPool } from "./key-pool.ts";
 import type { SettledVersions } from "./settled-versions.ts";
-import type { CaMaterial, CaStore } from "../ca-store/store.ts";
+import type { CaMaterial } from "../ca-store/store.ts";
+import type { SigningSource } from "../ca-store/signing-cache.ts";
 import { annotations, dataKeys, MANAGED_BY_LABEL } from "../names.ts";
 import {
   failureCount,
@@ -21,7 +22,7 @@ import {
   requestedSecretName,
   wantsShortNames,
 } from "./annotations.ts";
-import { extraKeys, reissueReason, type SecretView } from "./decide.ts";
+import { extraKeys, NOT_CURRENT_CA, reissueReason, type SecretView } from "./decide.ts";
 import { isDnsLabel, MAX_COMMON_NAME, reservedName, secretNameProblem } from "./dns-names.ts";
 import {
   alreadyRecorded,
@@ -34,7 +35,7 @@ import {
 
 export interface ServingCertDeps {
   kube: Kube;
-  ca: CaStore;
+  ca: SigningSource;
   clock: Clock;
   log: Logger;
   /** Who raises this reconcile's Events (the function doing it: issue-serving-cert, or expiry-scan's scan). */
@@ -66,6 +67,11 @@ export interface ReconcileOptions {
    * tried without reading first, and a 409 means a re-read (set by reconcileService on its first attempt only).
    */
   mayAssumeNoSecret?: boolean;
+  /**
+   * The Service as its Resource-mode event carried it, taken instead of a first read: every write it leads to is
+   * conditional on its resourceVersion or a create, so a stale copy ends in a 409 and a re-read.
+   */
+  service?: k8s.V1Service;
 }
 
 export type Outcome =
@@ -105,7 +111,14 @@ export async function reconcileService(
   let attempt = 0;
   return retryOnConflict(
     4,
-    () => reconcileOnce(deps, namespace, name, { ...opts, mayAssumeNoSecret: attempt++ === 0 }),
+    () => {
+      const first = attempt++ === 0;
+      return reconcileOnce(deps, namespace, name, {
+        ...opts,
+        mayAssumeNoSecret: first,
+        service: first ? opts.service : undefined,
+      });
+    },
     (attempt) => deps.log.debug("write conflict; re-reading", { service: `${namespace}/${name}`, attempt }),
   );
 }
@@ -244,6 +257,12 @@ export function serviceMarkedCurrent(svc: k8s.V1Service, material: CaMaterial): 
   return a[annotations.signedBy] === material.name && FAILURE_ANNOTATIONS.every((k) => !(k in a));
 }
 
+function meetsAnotherCa(svc: k8s.V1Service, verdict: Verdict, material: CaMaterial): boolean {
+  const signedBy = svc.metadata?.annotations?.[annotations.signedBy];
+  if (signedBy !== undefined && signedBy !== material.name) return true;
+  return verdict.kind === "issue" && verdict.reason === NOT_CURRENT_CA;
+}
+
 async function reconcileOnce(
   deps: ServingCertDeps,
   namespace: string,
@@ -251,7 +270,7 @@ async function reconcileOnce(
   opts: ReconcileOptions,
 ): Promise<ReconcileResult> {
   const { kube } = deps;
-  const svc = await readObject(kube, "Service", namespace, name);
+  const svc = opts.service ?? (await readObject(kube, "Service", namespace, name));
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };
@@ -274,7 +293,7 @@ async function reconcileOnce(
   const early = refusalBeforeRead(svc, judging);
   if (early) return refuse(deps, svc, early, recheck);
 
-  const material = await deps.ca.signingMaterial();
+  let material = await deps.ca.signingMaterial();
   const neverMarked = ![annotations.signedBy, ...FAILURE_ANNOTATIONS].some(
     (k) => k in (svc.metadata?.annotations ?? {}),
   );
@@ -282,7 +301,13 @@ async function reconcileOnce(
     opts.mayAssumeNoSecret && neverMarked
       ? undefined
       : await readObject(kube, "Secret", namespace, secretName);
-  const verdict = await judge(svc, secret, material, judging);
+  let verdict = await judge(svc, secret, material, judging);
+  // Another CA than the copy's, on the Service or its certificate: the copy may be what is stale (a rotation whose
+  // news has not come yet), and re-issuing from it would undo the fan-out. The CA Secret decides.
+  if (deps.ca.currentMaterial && meetsAnotherCa(svc, verdict, material)) {
+    material = await deps.ca.currentMaterial();
+    verdict = await judge(svc, secret, material, judging);
+  }
   switch (verdict.kind) {
     case "not-annotated":
       return { outcome: "not-annotated" };
@@ -293,6 +318,7 @@ async function reconcileOnce(
     case "issue": {
       const started = performance.now();
       await issue(deps, svc, secretName, secret, material, verdict);
+      deps.ca.issued?.(material, { namespace, service: name });
       deps.metrics?.certificateIssued(verdict.reason, (performance.now() - started) / 1000);
       deps.log.info("issued serving certificate", {
         service: `${namespace}/${name}`,
@@ -380,6 +406,7 @@ async function issue(
         throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
       throw err;
     }
+    deps.settled?.created(namespace, secretName, deps.clock.now().getTime());
   }
   deps.settled?.settle("Secret", namespace, secretName, written.metadata?.resourceVersion);
 }

@@ -1,4 +1,5 @@
 // What an event about a Service or a serving Secret does, and the queue per namespace it may wait in.
+import type * as k8s from "@kubernetes/client-node";
 import { Gauge, type Registry } from "prom-client";
 import { forbidden } from "../runtime/errors.ts";
 import { KeyedLimiter, retryWithBackoff } from "../runtime/concurrency.ts";
@@ -26,8 +27,13 @@ export interface ObjectRef {
 
 const QUEUED_TRIES = 4;
 
+/** The reason given for the `add` event echoing a Secret this process just created. */
+export const CREATE_ECHO_REASON = "the echo of this process's own create";
+
 export class ServingCertEvents {
   private readonly perNamespace: KeyedLimiter;
+  /** The newest Service each object's Resource-mode events carried, until its queued work takes it. */
+  private readonly carried = new Map<string, k8s.V1Service>();
 
   constructor(
     private readonly deps: ServingCertDeps,
@@ -75,7 +81,13 @@ export class ServingCertEvents {
   ): Promise<Record<string, unknown>> {
     const { namespace, name, kind } = ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
-    if (kind === "Service" && action === "delete") return { outcome: "service-gone" };
+    const item = `${kind}/${name}`;
+    const id = `${namespace}/${item}`;
+    if (kind === "Service" && action === "delete") {
+      // Work still queued for it re-reads, and finds it gone.
+      this.carried.delete(id);
+      return { outcome: "service-gone" };
+    }
     // A Service at a version this process settled (the echo of its own patch) needs no request, not even a read.
     const version = object?.metadata?.resourceVersion;
     if (
@@ -89,10 +101,47 @@ export class ServingCertEvents {
     // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
     if (this.deps.ca.isCaSecret({ kind, namespace, name }))
       throw forbidden(`Secret ${namespace}/${name} is the CA's own Secret; it is no serving Secret`);
-    const work = () => reconcileObject({ kind, name }, namespace, { ...this.deps, log });
+    if (kind === "Secret") {
+      const now = this.deps.clock.now().getTime();
+      if (action === "add" && this.deps.settled?.takeCreateEcho(namespace, name, now)) {
+        this.deps.metrics?.writeSkipped("Secret");
+        return { outcome: "current", reason: CREATE_ECHO_REASON };
+      }
+      // What comes after a delete (a re-create, by anyone) is judged in full.
+      if (action === "delete") this.deps.settled?.forget("Secret", namespace, name);
+    }
+    if (kind === "Service") {
+      const carried = carriedService(object, namespace, name);
+      if (carried) this.carried.set(id, carried);
+    }
+    // Queued work takes the newest copy an event carried (one entry per object however many events name it).
+    const work = () => {
+      const service = this.carried.get(id);
+      this.carried.delete(id);
+      return reconcileObject({ kind, name }, namespace, { ...this.deps, log }, service);
+    };
     if (!respondAsync) return this.perNamespace.run(namespace, work);
-    const queued = this.perNamespace.submit(namespace, `${kind}/${name}`, work);
+    const queued = this.perNamespace.submit(namespace, item, work);
     return { outcome: queued, queuedEvents: this.perNamespace.queued };
+  }
+
+  /**
+   * The published bundle changed (or its source relisted): read the CA now, so no certificate is signed from a
+   * copy this event has made stale; what was issued from a replaced CA is queued to be judged again.
+   */
+  async caBundleChanged(): Promise<Record<string, unknown>> {
+    if (!this.deps.ca.currentMaterial) return { outcome: "unrelated" };
+    const material = await this.deps.ca.currentMaterial();
+    return { outcome: "ca-checked", ca: material.name };
+  }
+
+  /** Services issued from a CA since replaced: each judged again, through its namespace's queue. */
+  recheck(stale: { namespace: string; service: string }[]): void {
+    for (const { namespace, service } of stale)
+      this.perNamespace.submit(namespace, `Service/${service}`, () =>
+        reconcileService(this.deps, namespace, service),
+      );
+    this.deps.log.info("judging again what was issued from a CA since replaced", { services: stale.length });
   }
 
   /** What is queued was answered already: finish it within the drain budget; the scan repairs the rest. */
@@ -101,14 +150,28 @@ export class ServingCertEvents {
   }
 }
 
-// Whatever the event's action: the queue holds one entry per object, and the reconcile re-reads it.
+/**
+ * The Service a Resource-mode event carried, if it is one this reconcile can take for its first read: the object
+ * the reference names, with the uid and resourceVersion every write it leads to is conditional on.
+ */
+function carriedService(object: unknown, namespace: string, name: string): k8s.V1Service | undefined {
+  const meta = (object as { metadata?: Record<string, unknown> } | undefined)?.metadata;
+  if (!meta || meta.namespace !== namespace || meta.name !== name) return undefined;
+  if (typeof meta.uid !== "string" || typeof meta.resourceVersion !== "string") return undefined;
+  if (meta.deletionTimestamp) return undefined;
+  return object as k8s.V1Service;
+}
+
+// Whatever the event's action: the queue holds one entry per object, and the reconcile re-reads it (a Service's
+// first attempt takes the copy its event carried).
 async function reconcileObject(
   { name, kind }: { name: string; kind: string },
   namespace: string,
   deps: ServingCertDeps,
+  service?: k8s.V1Service,
 ): Promise<Record<string, unknown>> {
   if (kind === "Service")
-    return { ...(await reconcileService(deps, namespace, name, { serviceEvent: true })) };
+    return { ...(await reconcileService(deps, namespace, name, { serviceEvent: true, service })) };
   const secret = await readObject(deps.kube, "Secret", namespace, name);
   if (deps.settled?.isSettled("Secret", namespace, name, secret?.metadata?.resourceVersion)) {
     // As this process wrote (or judged) it for the Service it names: nothing to read or write.

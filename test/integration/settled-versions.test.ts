@@ -50,7 +50,7 @@ const readSecret = (name: string) => core.readNamespacedSecret({ namespace: ns, 
 const readService = (name: string) => core.readNamespacedService({ namespace: ns, name });
 
 describe("issue-serving-cert remembers what it settled", () => {
-  it("the events echoing its own Secret and Service writes cost one read each", async () => {
+  it("the update events echoing its own Secret and Service writes cost one read each (none with the version)", async () => {
     const svc = await createAnnotatedService(core, ns, "web", "web-tls");
     assert.equal((await counted(svc, "Service")).answer.outcome, "issued");
 
@@ -98,7 +98,8 @@ describe("issue-serving-cert remembers what it settled", () => {
     const { answer, requests } = await counted(await readService("web"), "Service", "resource");
     assert.equal(answer.outcome, "current");
     assert.notEqual(answer.reason, SETTLED);
-    assert.ok(requests >= 3, `read the Service, the CA and the Secret (${requests} requests)`);
+    // The Service came with the event and the CA from the function's copy: judging it reads its Secret.
+    assert.ok(requests >= 1, `read the Secret (${requests} requests)`);
     // Settled by that judgement: the same version again costs nothing.
     assert.equal((await counted(await readService("web"), "Service", "resource")).requests, 0);
   });

@@ -26,6 +26,8 @@ export interface ProxyCounts {
 export interface FaultProxy {
   url: string;
   counts: ProxyCounts;
+  /** `METHOD path` of each request passed on, oldest first (the last 1,000) */
+  requestLog: string[];
   /** When on, the first write to each object (and to each generateName) is answered 409 Conflict. */
   conflictOnFirstWrite: boolean;
   /** A copy of a ServiceAccount token kubeconfig that talks to the API server through this proxy. */
@@ -81,6 +83,8 @@ export async function startFaultProxy(upstream: { server: string; caFile: string
       counts.requests++;
       const body = Buffer.concat(chunks);
       const path = (req.url ?? "/").split("?")[0]!;
+      proxy.requestLog.push(`${req.method} ${path}`);
+      if (proxy.requestLog.length > 1000) proxy.requestLog.shift();
       const isWrite = WRITES.has(req.method ?? "") && !REVIEWS.test(path);
       if (isWrite && proxy.conflictOnFirstWrite) {
         const key = `${path}/${req.method === "POST" ? createdName(body) : ""}`;
@@ -132,6 +136,7 @@ export async function startFaultProxy(upstream: { server: string; caFile: string
   const proxy: FaultProxy = {
     url,
     counts,
+    requestLog: [],
     conflictOnFirstWrite: false,
     async kubeconfigVia(original) {
       const kc = new k8s.KubeConfig();

@@ -1,7 +1,7 @@
 // The memory that lets an echo of the function's own write cost one read: exact versions only, bounded.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { SettledVersions } from "../../shared/serving-cert/settled-versions.ts";
+import { CREATE_ECHO_MS, SettledVersions } from "../../shared/serving-cert/settled-versions.ts";
 
 describe("SettledVersions", () => {
   it("knows an object only at the exact version it settled", () => {
@@ -33,5 +33,20 @@ describe("SettledVersions", () => {
     assert.equal(settled.isSettled("Service", "a", "y", "2"), false, "the oldest went");
     assert.equal(settled.isSettled("Service", "a", "x", "3"), true);
     assert.equal(settled.isSettled("Service", "a", "z", "4"), true);
+  });
+
+  it("takes one add event for the echo of its own create, a minute at most, and none after a delete", () => {
+    const settled = new SettledVersions();
+    settled.created("shop", "web-tls", 1_000);
+    assert.equal(settled.takeCreateEcho("shop", "other-tls", 1_001), false, "another Secret");
+    assert.equal(settled.takeCreateEcho("shop", "web-tls", 1_001), true, "the echo");
+    assert.equal(settled.takeCreateEcho("shop", "web-tls", 1_002), false, "once per create");
+
+    settled.created("shop", "web-tls", 1_000);
+    settled.forget("Secret", "shop", "web-tls"); // its delete event
+    assert.equal(settled.takeCreateEcho("shop", "web-tls", 1_001), false, "re-created by someone: judged");
+
+    settled.created("shop", "web-tls", 1_000);
+    assert.equal(settled.takeCreateEcho("shop", "web-tls", 1_000 + CREATE_ECHO_MS + 1), false, "too late");
   });
 });
