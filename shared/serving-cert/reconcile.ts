@@ -399,14 +399,17 @@ async function issue(
       replaceSecret(deps.kube, namespace, secretName, body),
     );
   } else {
+    // Expected before the create is sent: its watch event may come back before the response does. A create
+    // that fails forgets it (a 409 then re-reads and judges whoever's Secret is there).
+    deps.settled?.created(namespace, secretName, deps.clock.now().getTime());
     try {
       written = await createObject(deps.kube, "Secret", namespace, body);
     } catch (err) {
+      deps.settled?.forget("Secret", namespace, secretName);
       if (isConflict(err))
         throw new FunctionError("conflict", `Secret ${namespace}/${secretName} appeared meanwhile`);
       throw err;
     }
-    deps.settled?.created(namespace, secretName, deps.clock.now().getTime());
   }
   deps.settled?.settle("Secret", namespace, secretName, written.metadata?.resourceVersion);
 }
