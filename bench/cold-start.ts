@@ -11,6 +11,8 @@ import { machine, percentile, printTable } from "./support.ts";
 const RUNS = Number(process.env.BENCH_RUNS ?? 10);
 const DEV_RUNS = Number(process.env.BENCH_DEV_RUNS ?? 3);
 const root = join(import.meta.dirname, "..");
+// Issue 15's target: spawn → ready within 150 ms.
+const TARGET_MS = 150;
 
 // Credentials are read lazily and no request is made before readiness, so an unreachable server is fine.
 const dir = await mkdtemp(join(tmpdir(), "cold-start-"));
@@ -70,11 +72,11 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
       [...dev].sort((a, b) => a - b),
       50,
     ),
-    med <= 300 ? "met" : "missed",
+    med <= TARGET_MS ? "met" : `missed by ${(med - TARGET_MS).toFixed(0)} ms`,
   ]);
 }
 printTable(
   `Cold start: spawn → /health/readiness 200, ms, median of ${RUNS} (${machine()})`,
-  ["function", "bundle median", "min", "max", `tsx sources median of ${DEV_RUNS}`, "≤ 300 ms"],
+  ["function", "bundle median", "min", "max", `tsx sources median of ${DEV_RUNS}`, `≤ ${TARGET_MS} ms`],
   rows,
 );

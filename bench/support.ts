@@ -106,6 +106,16 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** Resident memory of a process now (VmRSS), MB. */
+export function rssMb(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Peak resident memory of a process so far (VmHWM), MB. */
 export function peakRssMb(pid: number): number {
   try {

@@ -14,6 +14,7 @@ import {
   machine,
   peakRssMb,
   printTable,
+  rssMb,
 } from "./support.ts";
 import { scrape } from "../dev/metrics.ts";
 
@@ -66,6 +67,8 @@ try {
   await secrets.when("warmup-tls");
   await new Promise((r) => setTimeout(r, 3000));
 
+  // Every function after its first work, before the burst: what each holds when idle.
+  const idleRss = new Map([...system.functions].map(([name, f]) => [name, rssMb(f.process.pid)]));
   const before = await rawKeyRate(KEYS);
   const names = Array.from({ length: COUNT }, (_, i) => `svc-${i}`);
   // Where the 2 cores went during the burst, by process group.
@@ -171,6 +174,13 @@ try {
       ["writes per certificate (create, update, patch, delete)", writes / COUNT, "", ""],
       ["issuer peak RSS, MB (whole run)", rss, OPERATOR.rssMb, vs(rss, OPERATOR.rssMb)],
     ],
+  );
+  printTable(
+    "Memory of every function (the bundle as deployed, Node 24): idle after the warm-up, and the peak over the whole run",
+    ["function", "idle RSS, MB", "peak RSS, MB"],
+    [...system.functions]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([name, f]) => [name, idleRss.get(name) ?? NaN, peakRssMb(f.process.pid)]),
   );
 } finally {
   await system.stop();
