@@ -51,6 +51,7 @@ export default defineFunction({
         validityDays: config.SERVING_CERT_VALIDITY_DAYS,
         refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
         singleLabelNames: config.SERVING_CERT_SINGLE_LABEL_NAMES,
+        keepKeyOnRotation: config.SERVING_CERT_KEEP_KEY_ON_ROTATION,
         metrics: issuanceMetrics(metrics),
         keyPool: new KeyPool(0, "rsa-2048", config.SCAN_KEY_GENERATIONS),
       },

@@ -48,6 +48,7 @@ export default defineFunction({
       validityDays: config.SERVING_CERT_VALIDITY_DAYS,
       refreshFraction: config.SERVING_CERT_REFRESH_FRACTION,
       singleLabelNames: config.SERVING_CERT_SINGLE_LABEL_NAMES,
+      keepKeyOnRotation: config.SERVING_CERT_KEEP_KEY_ON_ROTATION,
       keyPool:
         config.KEY_POOL_SIZE > 0
           ? new KeyPool(config.KEY_POOL_SIZE, "rsa-2048", config.KEY_POOL_WORKERS)

@@ -1,5 +1,5 @@
 // Key generation and PEM encoding on Node's WebCrypto (key generation runs off the main thread there).
-import { createPrivateKey, webcrypto } from "node:crypto";
+import { createPrivateKey, createPublicKey, webcrypto } from "node:crypto";
 import { x509 } from "./x509.ts";
 export const subtle = webcrypto.subtle as unknown as SubtleCrypto;
 
@@ -27,6 +27,12 @@ export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
     key.asymmetricKeyType === "rsa" ? rsaSigning : key.asymmetricKeyType === "ec" ? ecdsaKeyGen : null;
   if (!algorithm) throw new Error(`unsupported private key type ${key.asymmetricKeyType}`);
   return subtle.importKey("pkcs8", der, algorithm, true, ["sign"]);
+}
+
+/** The public half of a PEM private key, as a certificate carries it. */
+export function publicKeyOfPem(pem: string): x509.PublicKey {
+  const spki = createPublicKey(createPrivateKey(pem)).export({ type: "spki", format: "der" });
+  return new x509.PublicKey(new Uint8Array(spki).buffer);
 }
 
 export function randomSerial(): string {

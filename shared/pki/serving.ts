@@ -1,6 +1,13 @@
 // Serving certificates for Services: the DNS names a Service answers to, and the certificate itself.
 import { x509 } from "./x509.ts";
-import { generateKeyPair, privateKeyToPem, randomSerial, rsaSigning, type KeyAlgorithm } from "./keys.ts";
+import {
+  generateKeyPair,
+  privateKeyToPem,
+  publicKeyOfPem,
+  randomSerial,
+  rsaSigning,
+  type KeyAlgorithm,
+} from "./keys.ts";
 import { DAY_MS } from "./time.ts";
 import type { IssuedPem } from "./authority.ts";
 
@@ -30,6 +37,11 @@ export interface SignServingOptions {
   keyAlgorithm?: KeyAlgorithm;
   /** A pre-generated key pair, so key generation can leave the latency path. */
   keys?: CryptoKeyPair;
+  /**
+   * The PEM private key the certificate keeps instead of a new one (re-signed under another CA): its public half
+   * goes into the certificate and the PEM comes back as it is. Wins over `keys`.
+   */
+  existingKeyPem?: string;
 }
 
 export interface LeafSpec {
@@ -75,15 +87,17 @@ export async function signServingCertificate(
 ): Promise<IssuedPem & { cert: x509.X509Certificate }> {
   if (opts.hostnames.length === 0) throw new Error("a serving certificate needs at least one hostname");
   const hostnames = [...new Set(opts.hostnames)].sort();
-  const keys = opts.keys ?? (await generateKeyPair(opts.keyAlgorithm ?? "rsa-2048"));
+  const kept = opts.existingKeyPem;
+  const keys = kept ? undefined : (opts.keys ?? (await generateKeyPair(opts.keyAlgorithm ?? "rsa-2048")));
   const cert = await signLeaf({
     signer: opts.signer,
     subject: `CN=${hostnames[0]}`,
-    publicKey: keys.publicKey,
+    publicKey: kept ? publicKeyOfPem(kept) : keys!.publicKey,
     dnsNames: hostnames,
     now: opts.now,
     notAfter: new Date(opts.now.getTime() + (opts.validityDays ?? SERVING_VALIDITY_DAYS) * DAY_MS),
     keyUsages: x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
   });
-  return { cert, certPem: cert.toString("pem") + "\n", keyPem: await privateKeyToPem(keys.privateKey) };
+  const keyPem = kept ? (kept.endsWith("\n") ? kept : `${kept}\n`) : await privateKeyToPem(keys!.privateKey);
+  return { cert, certPem: cert.toString("pem") + "\n", keyPem };
 }

@@ -16,6 +16,12 @@ export const servingCertConfigShape = {
     .lt(1)
     .default(1 / 3)
     .describe("re-issue when less than this fraction of the lifetime remains"),
+  SERVING_CERT_KEEP_KEY_ON_ROTATION: z
+    .stringbool()
+    .default(true)
+    .describe(
+      "a certificate re-issued only because the CA was rotated keeps its key while the old CA is still trusted (a replaced or expired CA: a fresh key); false: a fresh key every time. Set it alike on issue-serving-cert and expiry-scan",
+    ),
   SERVING_CERT_SINGLE_LABEL_NAMES: z
     .stringbool()
     .default(true)

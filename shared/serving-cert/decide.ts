@@ -46,3 +46,19 @@ export async function reissueReason(
 /** Data keys in our Secret that are not ours; they are stripped without re-issuing. */
 export const extraKeys = (secret: SecretView) =>
   Object.keys(secret.data).filter((k) => !(TLS_KEYS as readonly string[]).includes(k));
+
+/**
+ * Whether a certificate re-issued because its CA was rotated may keep its key: the key matches, is of the wanted
+ * algorithm, and the CA that signed it is still trusted (a routine rotation). A CA trusted no more (replaced after a
+ * compromise, or expired) gets a fresh key as well. Keeping it spares the fan-out a key generation per Secret.
+ */
+export function keyWorthKeeping(
+  secret: SecretView,
+  want: { keyAlgorithm: KeyAlgorithm; trusted: x509.X509Certificate[] },
+): boolean {
+  const crt = secret.data[dataKeys.tlsCert];
+  const key = secret.data[dataKeys.tlsKey];
+  const leaf = readLeaf(crt);
+  if (!leaf || !key || leaf.keyAlgorithm !== want.keyAlgorithm || !leafKeyMatches(key, leaf)) return false;
+  return want.trusted.some((ca) => leafIssuedBy(leaf, ca));
+}

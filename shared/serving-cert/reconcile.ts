@@ -22,7 +22,7 @@ import {
   requestedSecretName,
   wantsShortNames,
 } from "./annotations.ts";
-import { extraKeys, NOT_CURRENT_CA, reissueReason, type SecretView } from "./decide.ts";
+import { extraKeys, keyWorthKeeping, NOT_CURRENT_CA, reissueReason, type SecretView } from "./decide.ts";
 import { isDnsLabel, MAX_COMMON_NAME, reservedName, secretNameProblem } from "./dns-names.ts";
 import {
   alreadyRecorded,
@@ -47,6 +47,8 @@ export interface ServingCertDeps {
   metrics?: IssuanceMetrics;
   /** Whether a bare `<svc>` may be among the short names (SERVING_CERT_SINGLE_LABEL_NAMES); default true. */
   singleLabelNames?: boolean;
+  /** A certificate re-issued for a rotated CA keeps its key while that CA is trusted (SERVING_CERT_KEEP_KEY_ON_ROTATION). */
+  keepKeyOnRotation?: boolean;
   /** Versions this process settled: an event echoing its own write then costs the one read that shows it. */
   settled?: SettledVersions;
 }
@@ -138,6 +140,7 @@ export interface JudgeOptions {
   now: Date;
   refreshFraction: number;
   singleLabelNames?: boolean;
+  keepKeyOnRotation?: boolean;
   /** judge a Service given up on as if it were not (a due re-check) */
   recheckGivenUp?: boolean;
 }
@@ -146,7 +149,15 @@ export type Verdict =
   | { kind: "not-annotated" }
   | { kind: "gave-up"; secretName: string }
   | Refusal
-  | { kind: "issue"; secretName: string; reason: string; hostnames: string[]; keyAlgorithm: KeyAlgorithm }
+  | {
+      kind: "issue";
+      secretName: string;
+      reason: string;
+      hostnames: string[];
+      keyAlgorithm: KeyAlgorithm;
+      /** the Secret's key, re-signed under the current CA (a routine rotation) */
+      keepKey: boolean;
+    }
   | { kind: "strip"; secretName: string; keys: string[] }
   | { kind: "current"; secretName: string };
 
@@ -228,7 +239,14 @@ export async function judge(
     now,
     refreshFraction,
   });
-  if (reason) return { kind: "issue", secretName, reason, hostnames, keyAlgorithm };
+  if (reason) {
+    const keepKey =
+      reason === NOT_CURRENT_CA &&
+      opts.keepKeyOnRotation === true &&
+      view !== undefined &&
+      keyWorthKeeping(view, { keyAlgorithm, trusted: material.bundle });
+    return { kind: "issue", secretName, reason, hostnames, keyAlgorithm, keepKey };
+  }
   const extra = view ? extraKeys(view) : [];
   if (extra.length > 0) return { kind: "strip", secretName, keys: extra };
   return { kind: "current", secretName };
@@ -287,6 +305,7 @@ async function reconcileOnce(
     now: deps.clock.now(),
     refreshFraction: deps.refreshFraction,
     singleLabelNames: deps.singleLabelNames,
+    keepKeyOnRotation: deps.keepKeyOnRotation,
     recheckGivenUp: recheck,
   };
   // Before any request path is built from the name.
@@ -355,7 +374,7 @@ async function issue(
   secretName: string,
   existing: k8s.V1Secret | undefined,
   material: CaMaterial,
-  opts: { hostnames: string[]; keyAlgorithm: KeyAlgorithm },
+  opts: { hostnames: string[]; keyAlgorithm: KeyAlgorithm; keepKey: boolean },
 ): Promise<void> {
   const namespace = svc.metadata!.namespace!;
   const name = svc.metadata!.name!;
@@ -365,8 +384,9 @@ async function issue(
     now: deps.clock.now(),
     validityDays: deps.validityDays,
     keyAlgorithm: opts.keyAlgorithm,
+    existingKeyPem: opts.keepKey ? decodeData(existing?.data)[dataKeys.tlsKey] : undefined,
     keys:
-      deps.keyPool && deps.keyPool.algorithm === opts.keyAlgorithm
+      !opts.keepKey && deps.keyPool && deps.keyPool.algorithm === opts.keyAlgorithm
         ? await deps.keyPool.take(namespace)
         : undefined,
   });

@@ -88,10 +88,12 @@ describe("rotate-ca", () => {
 
     const newBundle = await bundle();
     assert.equal(decodeBundle(newBundle).length, 2, "the new CA and, until it expires, the previous one");
-    // The published bundle changed: the fan-out (expiry-scan re-issues, injectors re-inject).
+    // The published bundle changed: the fan-out (expiry-scan re-issues, injectors re-inject), and
+    // issue-serving-cert reads the CA it signs from again (its ca-bundle-to-issue-serving-cert source).
     const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
     await notify("expiry-scan", bundleCm, "ConfigMap", "update");
     await notify("inject-configmap", bundleCm, "ConfigMap", "update");
+    await notify("issue-serving-cert", bundleCm, "ConfigMap", "update");
     assert.equal(
       (await core.readNamespacedConfigMap({ namespace: ns, name: "trust" })).data!["service-ca.crt"],
       newBundle,
@@ -99,6 +101,11 @@ describe("rotate-ca", () => {
 
     const newSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     assert.notEqual(decode(newSecret, "tls.crt"), decode(oldSecret, "tls.crt"), "re-issued by the new CA");
+    assert.equal(
+      decode(newSecret, "tls.key"),
+      decode(oldSecret, "tls.key"),
+      "a routine rotation re-signs the key the Secret has (SERVING_CERT_KEEP_KEY_ON_ROTATION)",
+    );
     assert.equal(
       decodeBundle(decode(newSecret, "tls.crt")).length,
       2,
@@ -229,11 +236,16 @@ describe("rotate-ca: replace, status, dry run", () => {
       "an old-CA certificate fails against the new bundle",
     );
     const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
-    for (const fn of ["expiry-scan", "inject-configmap"]) {
+    for (const fn of ["expiry-scan", "inject-configmap", "issue-serving-cert"]) {
       await notify(fn, bundleCm, "ConfigMap", "update");
     }
     const newSecret = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     assert.notEqual(newSecret.data!["tls.crt"], oldSecret.data!["tls.crt"]);
+    assert.notEqual(
+      newSecret.data!["tls.key"],
+      oldSecret.data!["tls.key"],
+      "a CA trusted no more: a fresh key too",
+    );
     assert.equal(decodeBundle(decode(newSecret, "tls.crt")).length, 1, "no bridge after a replace");
     await handshake({
       cert: decode(newSecret, "tls.crt"),
@@ -350,6 +362,9 @@ describe("expiry-scan", () => {
     const newBundle = await bundle();
     assert.notEqual(newBundle, oldBundle);
     assert.equal(decodeBundle(newBundle).length, 1);
+    // As its source would: the bundle the scan republished reaches issue-serving-cert.
+    const bundleCm = await core.readNamespacedConfigMap({ namespace: caNs, name: "signing-cabundle" });
+    await notify("issue-serving-cert", bundleCm, "ConfigMap", "update");
     const after = await core.readNamespacedSecret({ namespace: ns, name: "api-tls" });
     assert.notEqual(after.data!["tls.crt"], before.data!["tls.crt"]);
     await handshake({

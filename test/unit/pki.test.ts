@@ -21,7 +21,7 @@ import {
   trustedAt,
   type Signer,
 } from "../../shared/pki/index.ts";
-import { extraKeys, reissueReason } from "../../shared/serving-cert/decide.ts";
+import { extraKeys, keyWorthKeeping, reissueReason } from "../../shared/serving-cert/decide.ts";
 import { KeyPool } from "../../shared/serving-cert/key-pool.ts";
 import { annotations } from "../../shared/names.ts";
 
@@ -118,6 +118,42 @@ describe("serving certificate", () => {
     assert.equal(leafIssuedBy(served, other.cert), false);
     assert.equal(leafKeyMatches(other.keyPem, served), false);
     assert.equal(leafKeyMatches("not a key", served), false);
+  });
+});
+
+describe("a serving certificate re-signed under another CA", () => {
+  it("keeps the key it is given: the new certificate carries its public half and verifies under the new CA", async () => {
+    const first = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: t0 });
+    const next = await createAuthority({ now: t0 });
+    const nextSigner = { cert: next.cert, key: await importPrivateKeyPem(next.keyPem) };
+    const resigned = await signServingCertificate({
+      signer: nextSigner,
+      hostnames: ["a.b.svc"],
+      now: t0,
+      existingKeyPem: first.keyPem,
+    });
+    assert.equal(resigned.keyPem, first.keyPem);
+    const served = readLeaf(resigned.certPem)!;
+    assert.ok(leafKeyMatches(first.keyPem, served));
+    assert.ok(leafIssuedBy(served, next.cert));
+    assert.equal(leafIssuedBy(served, ca.cert), false);
+    assert.notEqual(resigned.cert.serialNumber, first.cert.serialNumber);
+  });
+
+  it("keeps it only for a rotation whose old CA is still trusted, of the wanted algorithm", async () => {
+    const leaf = await signServingCertificate({ signer, hostnames: ["a.b.svc"], now: t0 });
+    const next = await createAuthority({ now: t0 });
+    const secret = { annotations: {}, data: { "tls.crt": leaf.certPem, "tls.key": leaf.keyPem } };
+    const rsa = "rsa-2048" as const;
+    assert.equal(keyWorthKeeping(secret, { keyAlgorithm: rsa, trusted: [next.cert, ca.cert] }), true);
+    assert.equal(keyWorthKeeping(secret, { keyAlgorithm: rsa, trusted: [next.cert] }), false, "replaced");
+    assert.equal(
+      keyWorthKeeping(secret, { keyAlgorithm: "ecdsa-p256", trusted: [next.cert, ca.cert] }),
+      false,
+      "another algorithm wanted",
+    );
+    const mismatched = { ...secret, data: { ...secret.data, "tls.key": next.keyPem } };
+    assert.equal(keyWorthKeeping(mismatched, { keyAlgorithm: rsa, trusted: [ca.cert] }), false);
   });
 });
 
