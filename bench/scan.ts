@@ -23,6 +23,9 @@ import { apiServerRequests, countsSince, machine, peakRssMb, printTable } from "
 
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const PER_NAMESPACE = 500;
+// The control plane's Service range is a /16: past it, Services are headless (no ClusterIP to allocate; their
+// certificates carry the `*.` wildcards too), which the scan judges the same way.
+const HEADLESS = SERVICES > 60_000;
 const CA_NS = "service-ca";
 const log = (l: string) => console.error(`[scan] ${l}`);
 /** expiry-scan's NODE_OPTIONS and REQUEST_TIMEOUT_SECONDS in infra/base/functions/expiry-scan.yaml. */
@@ -82,7 +85,7 @@ try {
             name,
             annotations: { [annotations.secretName]: `${name}-tls`, [annotations.signedBy]: caName },
           },
-          spec: { ports: [{ port: 443 }] },
+          spec: { ports: [{ port: 443 }], ...(HEADLESS ? { clusterIP: "None" } : {}) },
         },
       });
       const leaf = await signServingCertificate({
@@ -142,8 +145,16 @@ try {
     if (detail.length === 0) detail = delta.map(([k, v]) => [k, v]);
   }
   printTable(
-    `Scan at scale: expiry-scan over ${SERVICES} annotated Services with current Secrets (${machine()})`,
-    ["process", "wall s (≤ 5)", "peak RSS MB (≤ 150)", "idle RSS MB", "API requests", "pages", "outcomes"],
+    `Scan at scale: expiry-scan over ${SERVICES}${HEADLESS ? " headless" : ""} annotated Services with current Secrets (${machine()})`,
+    [
+      "process",
+      `wall s (≤ ${SERVICES > 10_000 ? 30 : 5})`,
+      "peak RSS MB (≤ 150)",
+      "idle RSS MB",
+      "API requests",
+      "pages",
+      "outcomes",
+    ],
     rows,
   );
   printTable(

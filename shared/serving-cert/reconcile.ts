@@ -69,11 +69,6 @@ export interface ReconcileOptions {
    * tried without reading first, and a 409 means a re-read (set by reconcileService on its first attempt only).
    */
   mayAssumeNoSecret?: boolean;
-  /**
-   * The Service as its Resource-mode event carried it, taken instead of a first read: every write it leads to is
-   * conditional on its resourceVersion or a create, so a stale copy ends in a 409 and a re-read.
-   */
-  service?: k8s.V1Service;
 }
 
 export type Outcome =
@@ -113,14 +108,7 @@ export async function reconcileService(
   let attempt = 0;
   return retryOnConflict(
     4,
-    () => {
-      const first = attempt++ === 0;
-      return reconcileOnce(deps, namespace, name, {
-        ...opts,
-        mayAssumeNoSecret: first,
-        service: first ? opts.service : undefined,
-      });
-    },
+    () => reconcileOnce(deps, namespace, name, { ...opts, mayAssumeNoSecret: attempt++ === 0 }),
     (attempt) => deps.log.debug("write conflict; re-reading", { service: `${namespace}/${name}`, attempt }),
   );
 }
@@ -288,7 +276,7 @@ async function reconcileOnce(
   opts: ReconcileOptions,
 ): Promise<ReconcileResult> {
   const { kube } = deps;
-  const svc = opts.service ?? (await readObject(kube, "Service", namespace, name));
+  const svc = await readObject(kube, "Service", namespace, name);
   if (!svc) return { outcome: "service-gone" };
   const secretName = requestedSecretName(svc);
   if (!secretName) return { outcome: "not-annotated" };

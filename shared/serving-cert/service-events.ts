@@ -1,5 +1,4 @@
 // What an event about a Service or a serving Secret does, and the queue per namespace it may wait in.
-import type * as k8s from "@kubernetes/client-node";
 import { Gauge, type Registry } from "prom-client";
 import { forbidden } from "../runtime/errors.ts";
 import { KeyedLimiter, retryWithBackoff } from "../runtime/concurrency.ts";
@@ -32,8 +31,6 @@ export const CREATE_ECHO_REASON = "the echo of this process's own create";
 
 export class ServingCertEvents {
   private readonly perNamespace: KeyedLimiter;
-  /** The newest Service each object's Resource-mode events carried, until its queued work takes it. */
-  private readonly carried = new Map<string, k8s.V1Service>();
 
   constructor(
     private readonly deps: ServingCertDeps,
@@ -81,13 +78,7 @@ export class ServingCertEvents {
   ): Promise<Record<string, unknown>> {
     const { namespace, name, kind } = ref;
     if (!namespace) throw forbidden(`${kind} ${name} has no namespace`);
-    const item = `${kind}/${name}`;
-    const id = `${namespace}/${item}`;
-    if (kind === "Service" && action === "delete") {
-      // Work still queued for it re-reads, and finds it gone.
-      this.carried.delete(id);
-      return { outcome: "service-gone" };
-    }
+    if (kind === "Service" && action === "delete") return { outcome: "service-gone" };
     // A Service at a version this process settled (the echo of its own patch) needs no request, not even a read.
     const version = object?.metadata?.resourceVersion;
     if (
@@ -110,18 +101,11 @@ export class ServingCertEvents {
       // What comes after a delete (a re-create, by anyone) is judged in full.
       if (action === "delete") this.deps.settled?.forget("Secret", namespace, name);
     }
-    if (kind === "Service") {
-      const carried = carriedService(object, namespace, name);
-      if (carried) this.carried.set(id, carried);
-    }
-    // Queued work takes the newest copy an event carried (one entry per object however many events name it).
-    const work = () => {
-      const service = this.carried.get(id);
-      this.carried.delete(id);
-      return reconcileObject({ kind, name }, namespace, { ...this.deps, log }, service);
-    };
+    // The Service is read again before anything is written, even in Resource mode: a late or reordered event's
+    // copy would create a Secret for a name the Service no longer asks for, or for a Service already gone.
+    const work = () => reconcileObject({ kind, name }, namespace, { ...this.deps, log });
     if (!respondAsync) return this.perNamespace.run(namespace, work);
-    const queued = this.perNamespace.submit(namespace, item, work);
+    const queued = this.perNamespace.submit(namespace, `${kind}/${name}`, work);
     return { outcome: queued, queuedEvents: this.perNamespace.queued };
   }
 
@@ -150,28 +134,14 @@ export class ServingCertEvents {
   }
 }
 
-/**
- * The Service a Resource-mode event carried, if it is one this reconcile can take for its first read: the object
- * the reference names, with the uid and resourceVersion every write it leads to is conditional on.
- */
-function carriedService(object: unknown, namespace: string, name: string): k8s.V1Service | undefined {
-  const meta = (object as { metadata?: Record<string, unknown> } | undefined)?.metadata;
-  if (!meta || meta.namespace !== namespace || meta.name !== name) return undefined;
-  if (typeof meta.uid !== "string" || typeof meta.resourceVersion !== "string") return undefined;
-  if (meta.deletionTimestamp) return undefined;
-  return object as k8s.V1Service;
-}
-
-// Whatever the event's action: the queue holds one entry per object, and the reconcile re-reads it (a Service's
-// first attempt takes the copy its event carried).
+// Whatever the event's action: the queue holds one entry per object, and the reconcile re-reads it.
 async function reconcileObject(
   { name, kind }: { name: string; kind: string },
   namespace: string,
   deps: ServingCertDeps,
-  service?: k8s.V1Service,
 ): Promise<Record<string, unknown>> {
   if (kind === "Service")
-    return { ...(await reconcileService(deps, namespace, name, { serviceEvent: true, service })) };
+    return { ...(await reconcileService(deps, namespace, name, { serviceEvent: true })) };
   const secret = await readObject(deps.kube, "Secret", namespace, name);
   if (deps.settled?.isSettled("Secret", namespace, name, secret?.metadata?.resourceVersion)) {
     // As this process wrote (or judged) it for the Service it names: nothing to read or write.

@@ -1,5 +1,5 @@
-// "A certificate costs its two writes, and a stale copy of the CA never leaves a certificate from a replaced CA":
-// issue-serving-cert signing from its copy of the CA, the Service its event carried and its own writes' echoes,
+// "A certificate costs a read and its two writes, and a stale copy of the CA never leaves a certificate from a
+// replaced CA": issue-serving-cert signing from its copy of the CA, and its own writes' echoes,
 // counted by a proxy in front of the real API server, with the CA replaced under it.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -89,12 +89,13 @@ const signedBy = async (service: string) =>
   (await core.readNamespacedService({ namespace: ns, name: service })).metadata?.annotations?.[SIGNED_BY];
 
 describe("issue-serving-cert signs from its copy of the CA", () => {
-  it("once the CA is known, a certificate costs two requests (its Secret's create, its Service's mark); the echoes cost none", async () => {
+  it("once the CA is known, a certificate costs three requests (the Service read, its Secret's create, its mark); the echoes cost none", async () => {
     assert.equal((await serviceAdded("first")).answer.outcome, "issued");
 
     const { answer, requests } = await serviceAdded("second");
     assert.equal(answer.outcome, "issued", JSON.stringify(answer));
     assert.deepEqual(requests, [
+      `GET /api/v1/namespaces/${ns}/services/second`,
       `POST /api/v1/namespaces/${ns}/secrets`,
       `PATCH /api/v1/namespaces/${ns}/services/second`,
     ]);
@@ -111,7 +112,7 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
     assert.deepEqual((await counted(service, "Service", "update", "resource")).requests, [], "its own mark");
   });
 
-  it("a stale Service in its event ends in a conflict and a re-read: the Secret it names now is issued", async () => {
+  it("a stale Service in its event is read again: the Secret it names now is issued, none for the stale name", async () => {
     const svc = await createAnnotatedService(core, ns, "moved", "moved-tls");
     // Renamed its Secret before the (late) event about the old version arrives.
     await core.patchNamespacedService(
@@ -128,6 +129,10 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
     assert.equal(answer.outcome, "issued", JSON.stringify(answer));
     assert.equal(answer.secret, "moved-2", "judged again from the Service as it is now");
     assert.ok((await core.readNamespacedSecret({ namespace: ns, name: "moved-2" })).data?.["tls.crt"]);
+    const stale = await core
+      .readNamespacedSecret({ namespace: ns, name: "moved-tls" })
+      .catch(() => undefined);
+    assert.equal(stale, undefined, "nothing for the name the Service no longer asks for");
   });
 
   it("a CA replaced under its copy: what the copy signed is re-issued on the bundle's event, and nothing is signed from it after", async () => {
