@@ -106,25 +106,21 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** Resident memory of a process now (VmRSS), MB. */
-export function rssMb(pid: number): number {
+/** A memory figure of a process from /proc/<pid>/status, MB (NaN once it is gone). */
+function statusMb(pid: number, field: "VmRSS" | "VmHWM"): number {
   try {
     const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
   } catch {
     return NaN;
   }
 }
 
+/** Resident memory of a process now (VmRSS), MB. */
+export const rssMb = (pid: number) => statusMb(pid, "VmRSS");
+
 /** Peak resident memory of a process so far (VmHWM), MB. */
-export function peakRssMb(pid: number): number {
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-  } catch {
-    return NaN;
-  }
-}
+export const peakRssMb = (pid: number) => statusMb(pid, "VmHWM");
 
 /**
  * The kube-apiserver's own count of the requests it served, by verb and resource (`apiserver_request_total`,
