@@ -136,10 +136,12 @@ try {
 
   // What the system asked the API server for: everything the API server counted, less the benchmark's own creates
   // and what the control plane does for itself (a ClusterIP's IPAddress for each Service created, leader-election
-  // and node leases). Watches, the benchmark's and every adapter's, are long-running and not counted here.
+  // and node leases), and Knative's adapters looking up their own source objects and the API's discovery (on a
+  // timer, however many certificates). Watches, the benchmark's and every adapter's, are long-running and not
+  // counted here.
   const own = `POST services`;
   requests.set(own, (requests.get(own) ?? 0) - COUNT);
-  const controlPlane = /^\S+ (ipaddresses|leases)$/;
+  const controlPlane = /^\S+ (ipaddresses|leases|apiserversources|pingsources|\/api|\/apis)$/;
   const byVerb = [...requests].filter(
     ([k, v]) => v > 0 && !k.startsWith("WATCH") && !k.endsWith(" ") && !controlPlane.test(k),
   );

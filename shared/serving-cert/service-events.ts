@@ -31,6 +31,8 @@ export const CREATE_ECHO_REASON = "the echo of this process's own create";
 
 export class ServingCertEvents {
   private readonly perNamespace: KeyedLimiter;
+  /** The resourceVersion the newest Resource-mode event of each Service carried, until its queued work runs. */
+  private readonly newestVersion = new Map<string, string>();
 
   constructor(
     private readonly deps: ServingCertDeps,
@@ -102,8 +104,23 @@ export class ServingCertEvents {
       if (action === "delete") this.deps.settled?.forget("Secret", namespace, name);
     }
     // The Service is read again before anything is written, even in Resource mode: a late or reordered event's
-    // copy would create a Secret for a name the Service no longer asks for, or for a Service already gone.
-    const work = () => reconcileObject({ kind, name }, namespace, { ...this.deps, log });
+    // copy would create a Secret for a name the Service no longer asks for, or for a Service already gone. Its
+    // newest event's version is kept, though: the echo of a patch still in flight when it came is settled by the
+    // time the queued work runs, and then needs no read either.
+    const id = `${namespace}/${kind}/${name}`;
+    if (kind === "Service") {
+      if (typeof version === "string") this.newestVersion.set(id, version);
+      else this.newestVersion.delete(id);
+    }
+    const work = () => {
+      const newest = this.newestVersion.get(id);
+      this.newestVersion.delete(id);
+      if (newest !== undefined && this.deps.settled?.isSettled("Service", namespace, name, newest)) {
+        this.deps.metrics?.writeSkipped("Secret");
+        return Promise.resolve({ outcome: "current", reason: SETTLED_REASON });
+      }
+      return reconcileObject({ kind, name }, namespace, { ...this.deps, log });
+    };
     if (!respondAsync) return this.perNamespace.run(namespace, work);
     const queued = this.perNamespace.submit(namespace, `${kind}/${name}`, work);
     return { outcome: queued, queuedEvents: this.perNamespace.queued };
@@ -121,10 +138,13 @@ export class ServingCertEvents {
 
   /** Services issued from a CA since replaced: each judged again, through its namespace's queue. */
   recheck(stale: { namespace: string; service: string }[]): void {
-    for (const { namespace, service } of stale)
+    for (const { namespace, service } of stale) {
+      // Settled no more: an event's work already queued for it (which this joins) must judge it in full.
+      this.deps.settled?.forget("Service", namespace, service);
       this.perNamespace.submit(namespace, `Service/${service}`, () =>
         reconcileService(this.deps, namespace, service),
       );
+    }
     this.deps.log.info("judging again what was issued from a CA since replaced", { services: stale.length });
   }
 
