@@ -9,6 +9,7 @@ import { leafIssuedBy, parseCertificates, readLeaf } from "../shared/pki/index.t
 import { auditMark, auditSince, type AuditEvent } from "../dev/audit.ts";
 import { rotatorRules, tokenWithRules } from "../dev/tokens.ts";
 import { machine, printTable } from "./support.ts";
+import { scrape } from "../dev/metrics.ts";
 
 const CONFIGMAPS = Number(process.env.BENCH_CONFIGMAPS ?? 1000);
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 200);
@@ -84,7 +85,22 @@ try {
     }
   };
   await settle("initial issuance", bundle, 600_000);
-  await sleep(5000); // the tail of the initial events (signed-by annotations, duplicate hints) passes
+  // The adapters still deliver the initial writes' own events (one at a time: 1,000 injections echo back as
+  // 1,000 ConfigMap updates). A rotation is measured from a quiet system, not behind that backlog: once no
+  // function has handled an event for 2 s.
+  const quietFrom = performance.now();
+  const handled = async () => {
+    let n = 0;
+    for (const f of system.functions.values())
+      for (const [k, v] of await scrape(f.url)) if (k.startsWith("service_ca_requests_total{")) n += v;
+    return n;
+  };
+  for (let last = -1, same = 0; same < 4 && performance.now() - quietFrom < 180_000; await sleep(500)) {
+    const now = await handled();
+    same = now === last ? same + 1 : 0;
+    last = now;
+  }
+  const backlogSeconds = (performance.now() - quietFrom) / 1000;
 
   const token = await tokenWithRules(system.kc, CA_NS, "bench-rotator", rotatorRules());
   const oldBundle = (await bundle())!;
@@ -179,9 +195,10 @@ try {
     `Rotation fan-out: ${CONFIGMAPS} annotated ConfigMaps + ${SERVICES} annotated Services, forced rotation (${machine()})`,
     ["figure", "value"],
     [
+      ["the initial events' backlog drained before the rotation, s", backlogSeconds],
       ["rotate-ca answered, s", s(rotatedAt)],
-      [`every ConfigMap holds the new bundle, s (target ≤ 10)`, s(cmsAt)],
-      ["every serving certificate re-issued by the new CA, s", s(svcsAt)],
+      [`every ConfigMap holds the new bundle, s (target ≤ 5)`, s(cmsAt)],
+      ["every serving certificate re-issued by the new CA, s (target ≤ 20)", s(svcsAt)],
       [
         "ConfigMaps that had to change / written / writes",
         `${CONFIGMAPS} / ${cmWrites.length} / ${sum(cmWrites)}`,
