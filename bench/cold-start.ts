@@ -29,12 +29,19 @@ await writeFile(
   ].join("\n"),
 );
 
-async function timeToReady(args: string[]): Promise<number> {
+async function timeToReady(args: string[], env: Record<string, string> = {}): Promise<number> {
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(process.execPath, args, {
     cwd: root,
-    env: { ...process.env, PORT: String(port), HOST: "127.0.0.1", KUBECONFIG: kubeconfig, LOG_LEVEL: "warn" },
+    env: {
+      ...process.env,
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      KUBECONFIG: kubeconfig,
+      LOG_LEVEL: "warn",
+      ...env,
+    },
     stdio: "ignore",
   });
   try {
@@ -58,6 +65,11 @@ const rows: (string | number)[][] = [];
 for (const [name, bundle] of Object.entries(bundles).sort()) {
   const runs: number[] = [];
   for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([bundle]));
+  // Node 24's on-disk compile cache, filled by one start first: what a container restarted on the same disk gets.
+  const cache = { NODE_COMPILE_CACHE: await mkdtemp(join(tmpdir(), "compile-cache-")) };
+  await timeToReady([bundle], cache);
+  const cached: number[] = [];
+  for (let i = 0; i < RUNS; i++) cached.push(await timeToReady([bundle], cache));
   const dev: number[] = [];
   for (let i = 0; i < DEV_RUNS; i++)
     dev.push(await timeToReady(["--import", "tsx", join(root, "shared/host/main.ts"), name]));
@@ -69,6 +81,10 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
     sorted[0]!,
     sorted.at(-1)!,
     percentile(
+      [...cached].sort((a, b) => a - b),
+      50,
+    ),
+    percentile(
       [...dev].sort((a, b) => a - b),
       50,
     ),
@@ -77,6 +93,14 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
 }
 printTable(
   `Cold start: spawn → /health/readiness 200, ms, median of ${RUNS} (${machine()})`,
-  ["function", "bundle median", "min", "max", `tsx sources median of ${DEV_RUNS}`, `≤ ${TARGET_MS} ms`],
+  [
+    "function",
+    "bundle median",
+    "min",
+    "max",
+    "warm NODE_COMPILE_CACHE median",
+    `tsx sources median of ${DEV_RUNS}`,
+    `bundle ≤ ${TARGET_MS} ms`,
+  ],
   rows,
 );
