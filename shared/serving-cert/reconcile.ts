@@ -47,9 +47,9 @@ export interface ServingCertDeps {
   metrics?: IssuanceMetrics;
   /** Whether a bare `<svc>` may be among the short names (SERVING_CERT_SINGLE_LABEL_NAMES); default true. */
   singleLabelNames?: boolean;
-  /** A certificate re-issued for a rotated CA keeps its key while that CA is trusted (SERVING_CERT_KEEP_KEY_ON_ROTATION). */
+  /** A re-issue for a rotated CA keeps the key while that CA is trusted (SERVING_CERT_KEEP_KEY_ON_ROTATION). */
   keepKeyOnRotation?: boolean;
-  /** Versions this process settled: an event echoing its own write then costs the one read that shows it. */
+  /** Versions this process settled: an event echoing its own write costs one read at most (none with its version). */
   settled?: SettledVersions;
 }
 

@@ -1,5 +1,6 @@
 // The object versions this process has settled (written, or judged current), so the event that echoes its own write
-// costs one read instead of a reconcile: an object still at a version it settled is exactly what it made of it.
+// costs one read at most (none when the event carries the version) instead of a reconcile: an object still at a
+// version it settled is exactly what it made of it.
 // Anything that changes the object changes its resourceVersion; a CA rotation is the scan's to fan out.
 // A Secret this process created is also expected to come back once as an `add` (Reference mode carries no
 // version): that echo says nothing a later update or delete event would not, so it costs no request at all.
