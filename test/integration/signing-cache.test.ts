@@ -137,6 +137,7 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
 
   it("a CA replaced under its copy: what the copy signed is re-issued on the bundle's event, and nothing is signed from it after", async () => {
     const old = await rotator.signingMaterial();
+    await nextSecond();
     const replaced = await rotator.rotate("test", "replace");
     assert.ok(replaced);
     const current = replaced.material;
@@ -156,10 +157,14 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
     assert.equal(news.answer.ca, current.name, JSON.stringify(news.answer));
     await waitFor(
       "early re-issued from the current CA",
+      async () => (leafIssuedBy(await leafOf("early-tls"), current.signer.cert) ? true : undefined),
+      { timeoutMs: 10_000, intervalMs: 50 },
+    );
+    await waitFor(
+      "early marked as signed by the current CA",
       async () => ((await signedBy("early")) === current.name ? true : undefined),
       { timeoutMs: 10_000, intervalMs: 50 },
     );
-    assert.ok(leafIssuedBy(await leafOf("early-tls"), current.signer.cert));
     assert.ok(
       await chainVerifies("early-tls", current),
       "trusted by the bundle that no longer holds the old CA",
@@ -173,6 +178,7 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
 
   it("a certificate from a CA newer than its copy sends it to the CA Secret first, so a stale copy never undoes a fan-out", async () => {
     const before = await rotator.signingMaterial();
+    await nextSecond();
     const replaced = await rotator.rotate("test", "replace");
     assert.ok(replaced);
     const newer = replaced.material;
@@ -208,6 +214,12 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
     assert.equal(await signedBy("late"), newer.name);
   });
 });
+
+/**
+ * Into the next second: a CA's name (its CN) carries the second it was made in, and a CA made in the same second as
+ * the one it replaces would share its name, which these tests tell the two apart by.
+ */
+const nextSecond = () => new Promise((r) => setTimeout(r, 1005 - (Date.now() % 1000)));
 
 function loadKubeconfig(path: string): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
