@@ -83,13 +83,9 @@ export class ServingCertEvents {
     if (kind === "Service" && action === "delete") return { outcome: "service-gone" };
     // A Service at a version this process settled (the echo of its own patch) needs no request, not even a read.
     const version = object?.metadata?.resourceVersion;
-    if (
-      kind === "Service" &&
-      typeof version === "string" &&
-      this.deps.settled?.isSettled("Service", namespace, name, version)
-    ) {
-      this.deps.metrics?.writeSkipped("Secret");
-      return { outcome: "current", reason: SETTLED_REASON };
+    if (kind === "Service" && typeof version === "string") {
+      const settled = this.settledAnswer(namespace, name, version);
+      if (settled) return settled;
     }
     // The CA Secret carries our label, so the serving-secrets source sends it too; it is never a serving Secret.
     if (this.deps.ca.isCaSecret({ kind, namespace, name }))
@@ -112,18 +108,24 @@ export class ServingCertEvents {
       if (typeof version === "string") this.newestVersion.set(id, version);
       else this.newestVersion.delete(id);
     }
-    const work = () => {
+    const work = async () => {
       const newest = this.newestVersion.get(id);
       this.newestVersion.delete(id);
-      if (newest !== undefined && this.deps.settled?.isSettled("Service", namespace, name, newest)) {
-        this.deps.metrics?.writeSkipped("Secret");
-        return Promise.resolve({ outcome: "current", reason: SETTLED_REASON });
-      }
-      return reconcileObject({ kind, name }, namespace, { ...this.deps, log });
+      return (
+        (newest !== undefined && this.settledAnswer(namespace, name, newest)) ||
+        reconcileObject({ kind, name }, namespace, { ...this.deps, log })
+      );
     };
     if (!respondAsync) return this.perNamespace.run(namespace, work);
     const queued = this.perNamespace.submit(namespace, `${kind}/${name}`, work);
     return { outcome: queued, queuedEvents: this.perNamespace.queued };
+  }
+
+  /** The answer for a Service still at a version this process settled: nothing to read or write. */
+  private settledAnswer(namespace: string, name: string, version: string) {
+    if (!this.deps.settled?.isSettled("Service", namespace, name, version)) return undefined;
+    this.deps.metrics?.writeSkipped("Secret");
+    return { outcome: "current", reason: SETTLED_REASON };
   }
 
   /**
