@@ -40,9 +40,12 @@ before(async () => {
   caNs = await createNamespace(cluster.kc, "cache-ca");
   ns = await createNamespace(cluster.kc, "cache");
   issuerKubeconfig = await functionKubeconfig(cluster, "issue-serving-cert", caNs);
-  const asRotateCa = new k8s.KubeConfig();
-  asRotateCa.loadFromFile(await functionKubeconfig(cluster, "rotate-ca", caNs));
-  rotator = caStoreIn(asRotateCa, caNs, systemClock, quiet);
+  rotator = caStoreIn(
+    loadKubeconfig(await functionKubeconfig(cluster, "rotate-ca", caNs)),
+    caNs,
+    systemClock,
+    quiet,
+  );
   proxy = await startFaultProxy(cluster);
   fn = await startFunction("issue-serving-cert", {
     kubeconfig: await proxy.kubeconfigVia(issuerKubeconfig),
@@ -136,11 +139,7 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
   });
 
   it("a CA replaced under its copy: what the copy signed is re-issued on the bundle's event, and nothing is signed from it after", async () => {
-    const old = await rotator.signingMaterial();
-    await nextSecond();
-    const replaced = await rotator.rotate("test", "replace");
-    assert.ok(replaced);
-    const current = replaced.material;
+    const { before: old, current } = await replaceCa();
     await rotator.publishBundle(current);
 
     // The bundle's event has not come: the copy is all the function knows, and signs.
@@ -177,18 +176,14 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
   });
 
   it("a certificate from a CA newer than its copy sends it to the CA Secret first, so a stale copy never undoes a fan-out", async () => {
-    const before = await rotator.signingMaterial();
-    await nextSecond();
-    const replaced = await rotator.rotate("test", "replace");
-    assert.ok(replaced);
-    const newer = replaced.material;
+    const { before, current: newer } = await replaceCa();
     assert.notEqual(newer.name, before.name);
     // The scan's fan-out, elsewhere: "late" re-issued from the newer CA, its Service marked so.
-    const scanKube = createKube(loadKubeconfig(issuerKubeconfig));
+    const asIssuer = loadKubeconfig(issuerKubeconfig);
     const fanOut = await reconcileService(
       {
-        kube: scanKube,
-        ca: caStoreIn(loadKubeconfig(issuerKubeconfig), caNs, systemClock, quiet),
+        kube: createKube(asIssuer),
+        ca: caStoreIn(asIssuer, caNs, systemClock, quiet),
         clock: systemClock,
         log: quiet,
         component: "expiry-scan",
@@ -214,6 +209,15 @@ describe("issue-serving-cert signs from its copy of the CA", () => {
     assert.equal(await signedBy("late"), newer.name);
   });
 });
+
+/** The CA replaced (replace mode: the old one trusted no more) behind the function's back, as rotate-ca would. */
+async function replaceCa(): Promise<{ before: CaMaterial; current: CaMaterial }> {
+  const before = await rotator.signingMaterial();
+  await nextSecond();
+  const replaced = await rotator.rotate("test", "replace");
+  assert.ok(replaced);
+  return { before, current: replaced.material };
+}
 
 /**
  * Into the next second: a CA's name (its CN) carries the second it was made in, and a CA made in the same second as
