@@ -7,11 +7,12 @@ import { z } from "zod";
 import { apiServerEvent, pingEvent } from "../events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../ca-store/layout.ts";
 import { forbidden, transient } from "../runtime/errors.ts";
-import { isBundleConfigMap, readPublishedBundle } from "../ca-store/published-bundle.ts";
-import { injectKinds, injectOne } from "./injector.ts";
+import { isBundleConfigMap, RecentBundle } from "../ca-store/published-bundle.ts";
+import { COPY_REASON, injectKinds, injectOne, judgeCopy } from "./injector.ts";
 import { injectionTargets } from "./targets.ts";
 import { injectionMetrics } from "./metrics.ts";
 import { eventComponent } from "../names.ts";
+import { bodyLimitBytes } from "../runtime/config.ts";
 
 const defineFunction = definerFor<KubeAccess>();
 
@@ -41,22 +42,39 @@ export function injectorFunction(name: string, managed: string[], watchedBy: str
     name,
     sources,
     description: `injects the service CA bundle into annotated ${targets.map((t) => t.kind).join(" and ")} objects`,
-    config: { ...caStoreConfigShape },
+    config: {
+      ...caStoreConfigShape,
+      BUNDLE_CACHE_SECONDS: z.coerce
+        .number()
+        .min(0)
+        .max(3600)
+        .default(30)
+        .describe(
+          "how long the bundle last read judges an event's own copy of an object as current without a request (0: never); what is written always reads it again, and the bundle's event ends it sooner",
+        ),
+      // The ConfigMaps source sends whole objects (Resource mode): room for the largest ConfigMap the API stores.
+      ...(managed.includes("ConfigMap") ? { BODY_LIMIT_BYTES: bodyLimitBytes(4 * 1024 * 1024) } : {}),
+    },
     event: z.union([pingEvent, apiServerEvent(kinds)]),
-    init: ({ config, kube, clock, log, metrics }) => ({
-      kube: kube(),
-      metrics: injectionMetrics(metrics),
-      clock,
-      log,
-      component: eventComponent(name),
-      where: caLocationFrom(config),
-    }),
+    init: ({ config, kube, clock, log, metrics }) => {
+      const client = kube();
+      const where = caLocationFrom(config);
+      return {
+        kube: client,
+        metrics: injectionMetrics(metrics),
+        clock,
+        log,
+        component: eventComponent(name),
+        where,
+        bundle: new RecentBundle(client, where, clock, config.BUNDLE_CACHE_SECONDS * 1000),
+      };
+    },
     async handle(event, { state, log }) {
       const deps = { ...state, log };
       // A ping (the periodic repair) or a change of the bundle itself: bring every annotated object up to date.
       if (event.source === "ping" || isBundleConfigMap(state.where, event.ref)) {
         if (event.source === "apiserver" && event.action === "delete") return { outcome: "bundle-deleted" };
-        const bundle = await readPublishedBundle(state.kube, state.where);
+        const bundle = await state.bundle.read();
         const byKind = await injectKinds(deps, targets, bundle);
         const results = Object.entries(byKind).map(([kind, r]) => ({ kind, ...r }));
         const failed = results.reduce((n, r) => n + r.failed, 0);
@@ -71,7 +89,12 @@ export function injectorFunction(name: string, managed: string[], watchedBy: str
         );
       }
       if (event.action === "delete") return { outcome: "gone" };
-      const bundle = await readPublishedBundle(state.kube, state.where);
+      if (event.object) {
+        const said = judgeCopy(target, event.object, state.bundle.known());
+        if (said === "current") state.metrics.writeSkipped(target.kind);
+        if (said) return { outcome: said, reason: COPY_REASON };
+      }
+      const bundle = await state.bundle.read();
       return { outcome: await injectOne(deps, target, event.ref, bundle) };
     },
   });

@@ -35,6 +35,29 @@ const keyOf = (t: InjectionTarget, ref: ObjectName) => ({
 const label = (t: InjectionTarget, ref: ObjectName) =>
   `${t.kind} ${ref.namespace ? `${ref.namespace}/` : ""}${ref.name}`;
 
+/** Why an event's own copy of an object (Resource mode) needs nothing, if it says so. */
+export const COPY_REASON = "the event's own copy needs nothing";
+
+/**
+ * What an event's own copy of an object says without a request: not annotated, or already holding `knownBundle`.
+ * Every version of an object comes with its own event, so a copy that needs nothing is settled for that version,
+ * and a later version that needs something is judged when its event comes (the ping repairs a lost one); anything
+ * else (including a kind's "not applicable", which records an Event) is read first.
+ */
+export function judgeCopy(
+  target: InjectionTarget,
+  copy: AnyObject,
+  knownBundle: string | undefined,
+): "not-annotated" | "current" | undefined {
+  if (!wantsInjection(copy.metadata?.annotations, target.readsAlphaAnnotation)) return "not-annotated";
+  if (knownBundle === undefined || target.notApplicable?.(copy)) return undefined;
+  return holdsBundle(target, copy, knownBundle) ? "current" : undefined;
+}
+
+/** Whether every field the kind manages holds `bundlePem` (then nothing is written). */
+export const holdsBundle = (target: InjectionTarget, obj: AnyObject, bundlePem: string) =>
+  target.currentBundles(obj).every((b) => b === bundlePem);
+
 export async function injectOne(
   deps: InjectorDeps,
   target: InjectionTarget,
@@ -74,7 +97,7 @@ export async function injectInto(
     }
     return "not-applicable";
   }
-  if (target.currentBundles(obj).every((b) => b === bundlePem)) {
+  if (holdsBundle(target, obj, bundlePem)) {
     deps.metrics?.writeSkipped(target.kind);
     return "current";
   }

@@ -7,6 +7,15 @@ export type ConfigShape = Record<string, z.ZodType>;
 const logLevel = z.enum(["debug", "info", "warn", "error"]);
 const port = z.coerce.number().int().min(0).max(65535);
 
+/** BODY_LIMIT_BYTES, with the default a function needs (one whose events carry whole objects needs more). */
+export const bodyLimitBytes = (defaultBytes: number) =>
+  z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(defaultBytes)
+    .describe("largest request body accepted (413 above it)");
+
 export const runtimeConfigShape = {
   PORT: port.default(8080).describe("HTTP port (Knative Serving sets it; FUNC_PORT is read too)"),
   LOG_LEVEL: logLevel.default("info").describe("debug | info | warn | error (FUNC_LOG_LEVEL is read too)"),
@@ -14,12 +23,7 @@ export const runtimeConfigShape = {
     .string()
     .optional()
     .describe("kubeconfig for local runs; unset means in-cluster ServiceAccount credentials"),
-  BODY_LIMIT_BYTES: z.coerce
-    .number()
-    .int()
-    .positive()
-    .default(1024 * 1024)
-    .describe("largest request body accepted (413 above it)"),
+  BODY_LIMIT_BYTES: bodyLimitBytes(1024 * 1024),
   REQUEST_TIMEOUT_SECONDS: z.coerce
     .number()
     .positive()

@@ -255,7 +255,8 @@ describe("events are hints", () => {
             ["issue-serving-cert", elsewhere, "Service", "service-gone"],
             ["issue-serving-cert", ghostSecret, "Secret", "unrelated"],
             ["inject-configmap", cm, "ConfigMap", "gone"],
-            ["inject-configmap", elsewhere, "ConfigMap", "gone"],
+            // In Resource mode a copy without the annotation needs nothing, so it is answered without a read.
+            ["inject-configmap", elsewhere, "ConfigMap", mode === "resource" ? "not-annotated" : "gone"],
           ];
           for (const [fn, o, kind, outcome] of expectations) {
             const res = await notify(fn, o, kind, action, mode);

@@ -15,15 +15,15 @@ import {
   type Patch,
 } from "../../shared/inject/targets.ts";
 import { wantsInjection } from "../../shared/inject/annotations.ts";
+import { holdsBundle, judgeCopy } from "../../shared/inject/injector.ts";
 import { annotations } from "../../shared/names.ts";
 
 const PEM = "-----BEGIN CERTIFICATE-----\nbmV3\n-----END CERTIFICATE-----\n";
 const OLD_PEM = "-----BEGIN CERTIFICATE-----\nb2xk\n-----END CERTIFICATE-----\n";
 const b64 = (s: string) => Buffer.from(s, "utf8").toString("base64");
 
-/** The injector's rule (shared/inject/injector.ts): nothing is written when every managed field holds the bundle. */
-const isCurrent = (t: InjectionTarget, obj: AnyObject, pem: string) =>
-  t.currentBundles(obj).every((b) => b === pem);
+/** The injector's rule: nothing is written when every managed field holds the bundle. */
+const isCurrent = holdsBundle;
 
 const isObject = (v: unknown): v is AnyObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
@@ -285,5 +285,33 @@ describe("every kind", () => {
         ["admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration", false],
       ],
     );
+  });
+});
+
+describe("an event's own copy (Resource mode) is judged without a request only when it needs nothing", () => {
+  const annotated = { metadata: { name: "trust", annotations: { [annotations.injectCaBundle]: "true" } } };
+  it("a copy without the annotation needs nothing, whatever the bundle", () => {
+    assert.equal(judgeCopy(configMapTarget, { metadata: { name: "plain" } }, undefined), "not-annotated");
+    assert.equal(judgeCopy(configMapTarget, { metadata: { name: "plain" } }, PEM), "not-annotated");
+  });
+  it("an annotated copy holding the bundle last read is current; anything else is left to a read", () => {
+    assert.equal(
+      judgeCopy(configMapTarget, { ...annotated, data: { "service-ca.crt": PEM } }, PEM),
+      "current",
+    );
+    assert.equal(
+      judgeCopy(configMapTarget, { ...annotated, data: { "service-ca.crt": OLD_PEM } }, PEM),
+      undefined,
+    );
+    assert.equal(judgeCopy(configMapTarget, annotated, PEM), undefined);
+    // No bundle read recently enough: even a copy holding one is read.
+    assert.equal(
+      judgeCopy(configMapTarget, { ...annotated, data: { "service-ca.crt": PEM } }, undefined),
+      undefined,
+    );
+  });
+  it("a copy its kind cannot inject is read (the read path records why)", () => {
+    const crd = { metadata: annotated.metadata, spec: { conversion: { strategy: "None" } } };
+    assert.equal(judgeCopy(crdTarget, crd, PEM), undefined);
   });
 });
