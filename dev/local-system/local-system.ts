@@ -1,7 +1,8 @@
 // The whole system on this machine, wired as on a cluster: control plane → Knative CRDs → infra/ applied →
 // each function as a process under its own ServiceAccount token → Knative's own adapters as event sources.
 import { execFile } from "node:child_process";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import * as k8s from "@kubernetes/client-node";
@@ -151,7 +152,11 @@ export async function serviceAccountKubeconfig(
     contexts: [{ name: "local", cluster: "local", user: sa }],
     currentContext: "local",
   });
-  await writeFile(file, user.exportConfig(), { mode: 0o600 });
+  // Written aside and renamed into place: an adapter started a moment ago with the same ServiceAccount may be reading
+  // this path still, and a rewrite in place would hand it an empty file (it then exits: "no configuration").
+  const aside = `${file}.${process.pid}.${randomUUID()}`;
+  await writeFile(aside, user.exportConfig(), { mode: 0o600 });
+  await rename(aside, file);
   return file;
 }
 
