@@ -202,7 +202,7 @@ export class CaStore {
     }
     const old = await this.materialFrom(secret);
     const now = this.clock.now();
-    const next = await createAuthority({ now });
+    const next = await createAuthority({ now, predecessor: old.signer.cert });
     // overlap: new leaves are issued by `next`; a client that only trusts `old` follows this bridge to it, and
     // the bundle keeps the previous CA while it is valid (earlier generations drop out here).
     // replace (a compromised key): the previous CA is trusted no more, at once; no bridge.

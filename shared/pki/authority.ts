@@ -2,6 +2,7 @@
 import { x509 } from "./x509.ts";
 import { generateKeyPair, privateKeyToPem, randomSerial, rsaSigning } from "./keys.ts";
 import { DAY_MS } from "./time.ts";
+import { commonName } from "./inspect.ts";
 
 export const CA_VALIDITY_DAYS = 790;
 export const CA_SUBJECT_PREFIX = "service-ca-functions-signer@";
@@ -25,18 +26,32 @@ export interface IssuedPem {
 
 export interface CreateAuthorityOptions {
   now: Date;
+  /** The CA this one replaces: the new name is never the same as its name, even within the same second. */
+  predecessor?: x509.X509Certificate;
   validityDays?: number;
   keys?: CryptoKeyPair;
+}
+
+/**
+ * The second a CA's name carries: its creation's, or one past its predecessor's, as the name (what the signed-by
+ * annotation records) must tell two CAs made within one second apart. Validity still starts at `now`.
+ */
+function nameSeconds(now: Date, predecessor?: x509.X509Certificate): number {
+  const seconds = Math.floor(now.getTime() / 1000);
+  const previous = predecessor && commonName(predecessor);
+  const previousSeconds = previous?.startsWith(CA_SUBJECT_PREFIX)
+    ? Number(previous.slice(CA_SUBJECT_PREFIX.length))
+    : NaN;
+  return Number.isInteger(previousSeconds) && previousSeconds >= seconds ? previousSeconds + 1 : seconds;
 }
 
 export async function createAuthority(
   opts: CreateAuthorityOptions,
 ): Promise<IssuedPem & { cert: x509.X509Certificate }> {
   const keys = opts.keys ?? (await generateKeyPair("rsa-2048"));
-  const nowSeconds = Math.floor(opts.now.getTime() / 1000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: randomSerial(),
-    name: `CN=${CA_SUBJECT_PREFIX}${nowSeconds}`,
+    name: `CN=${CA_SUBJECT_PREFIX}${nameSeconds(opts.now, opts.predecessor)}`,
     notBefore: new Date(opts.now.getTime() - 1000),
     notAfter: new Date(opts.now.getTime() + (opts.validityDays ?? CA_VALIDITY_DAYS) * DAY_MS),
     keys,

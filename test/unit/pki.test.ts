@@ -53,6 +53,18 @@ describe("certificate authority", () => {
     const next = await createAuthority({ now: new Date(t0.getTime() + 5000) });
     assert.notEqual(next.cert.subject, ca.cert.subject);
   });
+
+  it("made within the same second as the CA it replaces, still gets a name of its own, and its validity from now", async () => {
+    const within = new Date(t0.getTime() + 400);
+    const next = await createAuthority({ now: within, predecessor: ca.cert });
+    assert.equal(commonName(next.cert), `service-ca-functions-signer@${t0.getTime() / 1000 + 1}`);
+    assert.equal(next.cert.notBefore.getTime(), t0.getTime() - 1000); // X.509 times carry whole seconds
+    const after = await createAuthority({ now: within, predecessor: next.cert });
+    assert.equal(commonName(after.cert), `service-ca-functions-signer@${t0.getTime() / 1000 + 2}`);
+    // Later than its predecessor's second, the name is simply its own second.
+    const later = await createAuthority({ now: new Date(t0.getTime() + 9000), predecessor: ca.cert });
+    assert.equal(commonName(later.cert), `service-ca-functions-signer@${t0.getTime() / 1000 + 9}`);
+  });
 });
 
 describe("serving certificate", () => {
