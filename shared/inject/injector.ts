@@ -138,7 +138,7 @@ export async function injectAll(
       wantsInjection(o.metadata?.annotations, target.readsAlphaAnnotation),
     );
     result.examined += annotated.length;
-    const outcomes = await mapLimit(annotated, 16, async (o) => {
+    const outcomes = await mapLimit(annotated, 32, async (o) => {
       try {
         return await injectInto(
           deps,
