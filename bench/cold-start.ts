@@ -1,5 +1,6 @@
 // Cold start: each function from process spawn to /health/readiness 200, median of 10, as deployed (the
 // esbuild bundle `npm run build` writes) and, for comparison, from the TypeScript sources through tsx.
+import { FUNCTION_PROCESS_ENV } from "../dev/function-process-env.ts";
 import { spawn } from "node:child_process";
 import { writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -36,6 +37,7 @@ async function timeToReady(args: string[], env: Record<string, string> = {}): Pr
     cwd: root,
     env: {
       ...process.env,
+      ...FUNCTION_PROCESS_ENV,
       PORT: String(port),
       HOST: "127.0.0.1",
       KUBECONFIG: kubeconfig,

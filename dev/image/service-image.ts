@@ -19,6 +19,7 @@ import { join, posix } from "node:path";
 import { buildFunctions } from "../../scripts/build.ts";
 import { functionNames } from "../../shared/host/functions.ts";
 import { debianPackages, sharedLibraries, type DebianPackage } from "./debian.ts";
+import { FUNCTION_PROCESS_ENV } from "../function-process-env.ts";
 import { writeImage, type ImageConfig, type Layer, type LayerEntry, type WrittenImage } from "./oci.ts";
 
 const root = join(import.meta.dirname, "../..");
@@ -105,7 +106,7 @@ export async function buildFunctionsImage(opts: FunctionsImageOptions): Promise<
   const config: ImageConfig = {
     user: `${NONROOT}:${NONROOT}`,
     workingDir: "/app",
-    env: { PATH: "/usr/local/bin:/usr/bin:/bin", NODE_ENV: "production" },
+    env: { PATH: "/usr/local/bin:/usr/bin:/bin", NODE_ENV: "production", ...FUNCTION_PROCESS_ENV },
     entrypoint: [NODE_IN_IMAGE, "/app/main.mjs"],
     labels: {
       "org.opencontainers.image.source": sourceUrl(),

@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { freePort, spawnTied, tailOf, waitFor, type Tied } from "../processes.ts";
 import { bundleOf } from "./bundles.ts";
+import { FUNCTION_PROCESS_ENV } from "../function-process-env.ts";
 
 export interface RunningFunction {
   name: string;
@@ -35,6 +36,7 @@ export async function startFunction(
       cwd: repoRoot,
       env: {
         ...process.env,
+        ...FUNCTION_PROCESS_ENV,
         PORT: String(port),
         HOST: "127.0.0.1",
         KUBECONFIG: opts.kubeconfig,

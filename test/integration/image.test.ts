@@ -18,6 +18,7 @@ import { opensslVerifies } from "../support/tls.ts";
 import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../../dev/audit.ts";
 import { apiServerEvent, type ObjectLike } from "../../dev/events.ts";
 import { freePort, waitFor } from "../../dev/processes.ts";
+import { FUNCTION_PROCESS_ENV } from "../../dev/function-process-env.ts";
 import {
   buildImage,
   NONROOT,
@@ -225,6 +226,8 @@ describe("the image", () => {
     assert.deepEqual(c.Entrypoint, [NODE_IN_IMAGE, "/app/main.mjs"]);
     assert.equal(c.WorkingDir, "/app");
     assert.ok(c.Env?.includes("NODE_ENV=production"));
+    // The memory settings the benchmarks measured the functions with (dev/function-process-env.ts).
+    for (const [k, v] of Object.entries(FUNCTION_PROCESS_ENV)) assert.ok(c.Env?.includes(`${k}=${v}`), k);
     assert.equal(c.Labels?.["org.opencontainers.image.revision"], first.revision);
     assert.equal(c.Labels?.["org.opencontainers.image.version"], first.name.split(":").pop());
     assert.ok(first.compressedSize < 80e6, `${first.compressedSize} bytes compressed`);
