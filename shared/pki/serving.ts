@@ -59,6 +59,9 @@ export interface LeafSpec {
 /** The one server-auth leaf: both serving Secrets and signed CSRs are this certificate. */
 export async function signLeaf(spec: LeafSpec): Promise<x509.X509Certificate> {
   const { signer } = spec;
+  // One export of the key serves both the certificate and its key identifier.
+  const publicKey =
+    spec.publicKey instanceof x509.PublicKey ? spec.publicKey : await x509.PublicKey.create(spec.publicKey);
   return x509.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: spec.subject,
@@ -66,20 +69,44 @@ export async function signLeaf(spec: LeafSpec): Promise<x509.X509Certificate> {
     notBefore: new Date(spec.now.getTime() - 1000),
     // A leaf never outlives its issuer: clients would reject the chain at the CA's expiry anyway.
     notAfter: spec.notAfter < signer.cert.notAfter ? spec.notAfter : signer.cert.notAfter,
-    publicKey: spec.publicKey,
+    publicKey,
     signingKey: signer.key,
     signingAlgorithm: rsaSigning,
     extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      ...(spec.keyUsages ? [new x509.KeyUsagesExtension(spec.keyUsages, true)] : []),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      await x509.SubjectKeyIdentifierExtension.create(spec.publicKey),
-      await x509.AuthorityKeyIdentifierExtension.create(signer.cert),
+      ...leafConstants(spec.keyUsages),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey),
+      await authorityKeyIdentifier(signer.cert),
       new x509.SubjectAlternativeNameExtension(
         spec.dnsNames.map((value) => ({ type: "dns" as const, value })),
       ),
     ],
   });
+}
+
+// What every leaf carries alike, and what every leaf of one CA carries alike, is encoded once: each extension
+// object costs an ASN.1 round trip to build.
+const constantsByUsage = new Map<number, x509.Extension[]>();
+function leafConstants(keyUsages: number): x509.Extension[] {
+  let made = constantsByUsage.get(keyUsages);
+  if (!made) {
+    made = [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      ...(keyUsages ? [new x509.KeyUsagesExtension(keyUsages, true)] : []),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+    ];
+    constantsByUsage.set(keyUsages, made);
+  }
+  return made;
+}
+
+const akiByIssuer = new WeakMap<x509.X509Certificate, Promise<x509.AuthorityKeyIdentifierExtension>>();
+function authorityKeyIdentifier(issuer: x509.X509Certificate): Promise<x509.AuthorityKeyIdentifierExtension> {
+  let aki = akiByIssuer.get(issuer);
+  if (!aki) {
+    aki = x509.AuthorityKeyIdentifierExtension.create(issuer);
+    akiByIssuer.set(issuer, aki);
+  }
+  return aki;
 }
 
 export async function signServingCertificate(
