@@ -11,11 +11,12 @@ import { notifyOk } from "../support/object-events.ts";
 import { createNamespace } from "../support/namespaces.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { createAuthority } from "../../shared/pki/index.ts";
+import { annotations, caDefaults, dataKeys } from "../../shared/names.ts";
+import { COPY_REASON } from "../../shared/inject/injector.ts";
 
-const INJECT = "service.beta.openshift.io/inject-cabundle";
-const INJECTED = "service-ca.crt";
-const BUNDLE_CM = "signing-cabundle";
-const COPY_REASON = "the event's own copy needs nothing";
+const INJECT = annotations.injectCaBundle;
+const INJECTED = dataKeys.injectedBundle;
+const BUNDLE_CM = caDefaults.bundleConfigMapName;
 
 let cluster: TestCluster;
 let core: k8s.CoreV1Api;
