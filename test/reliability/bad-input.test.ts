@@ -23,14 +23,23 @@ import {
   writesBy,
   type Identity,
 } from "../../dev/audit.ts";
-import { functionNames } from "../../shared/host/functions.ts";
+import { functionNames, functionsDir } from "../../shared/host/functions.ts";
 import { sourceToken } from "../../dev/events.ts";
 import { runtimeConfigShape } from "../../shared/runtime/config.ts";
 
 const RUNS = 1000;
 // Short, so the slow-request cases below take seconds; nothing a valid case would do comes near it.
 const REQUEST_TIMEOUT_SECONDS = 2;
+/** The runtime's default body limit; a function may set its own (`bodyLimitOf`). */
 const BODY_LIMIT = runtimeConfigShape.BODY_LIMIT_BYTES.parse(undefined);
+
+/** A function's own default BODY_LIMIT_BYTES (inject-configmap's events carry whole ConfigMaps), or the runtime's. */
+async function bodyLimitOf(name: string): Promise<number> {
+  const def = (await import(join(functionsDir, name, "index.ts"))).default as {
+    config: Record<string, { parse(v: unknown): unknown }>;
+  };
+  return Number((def.config.BODY_LIMIT_BYTES ?? runtimeConfigShape.BODY_LIMIT_BYTES).parse(undefined));
+}
 const SYSTEM_NAMESPACE = "service-ca";
 
 interface Kind {
@@ -41,6 +50,8 @@ interface Running extends RunningFunction {
   identity: Identity;
   /** What its ApiServerSources (infra/, as applied to the cluster) send it. */
   kinds: Kind[];
+  /** The largest body it reads (its BODY_LIMIT_BYTES default). */
+  bodyLimit: number;
 }
 
 let cluster: TestCluster;
@@ -75,7 +86,7 @@ before(async () => {
       .filter((s) => s.spec.sink.ref.name === name)
       .flatMap((s) => s.spec.resources.map((r) => ({ apiVersion: r.apiVersion, kind: r.kind })));
     senderTokens.set(fn.url, await sourceToken(cluster.kc, name));
-    fns.set(name, { ...fn, identity, kinds });
+    fns.set(name, { ...fn, identity, kinds, bodyLimit: await bodyLimitOf(name) });
   };
   // Three at a time: nine processes compiling TypeScript at once on a busy 2-core machine can miss the
   // readiness deadline. After a failure the others stop taking work, and after() waits for those in flight.
@@ -471,7 +482,7 @@ const attributeNames = ["specversion", "id", "source", "type"] as const;
 const versionLike = ["0.3", "1", "2.0", "1.0.0", "v1.0"];
 
 /** Every way a request to a function's CloudEvent endpoint can be wrong, around a valid event of its kinds. */
-function badCloudEvent(kinds: Kind[]): fc.Arbitrary<Case> {
+function badCloudEvent(kinds: Kind[], bodyLimit: number): fc.Arbitrary<Case> {
   const base = baseEvent(kinds);
   const asStructured = fc.boolean();
   return fc.oneof(
@@ -616,7 +627,7 @@ function badCloudEvent(kinds: Kind[]): fc.Arbitrary<Case> {
       }),
     // Bodies over the limit, with and without Content-Length.
     fc.tuple(base, asStructured, fc.nat(64 * 1024), fc.boolean()).map(([ev, s, extra, chunked]) => {
-      const pad = "a".repeat(BODY_LIMIT + 1 + extra);
+      const pad = "a".repeat(bodyLimit + 1 + extra);
       const parts = s
         ? structured(envelopeOf(ev, { ...ev.data, pad }))
         : binary(ev, json({ ...ev.data, pad }));
@@ -783,7 +794,7 @@ describe("bad input at every function's HTTP endpoint", () => {
     it(`${name}: ${RUNS} generated bad CloudEvent requests → 4xx with a JSON error each`, async () => {
       const fn = fns.get(name)!;
       const kinds = fn.kinds.length > 0 ? fn.kinds : [{ apiVersion: "v1", kind: "Service" }];
-      await hammer(fn, "POST /", badCloudEvent(kinds));
+      await hammer(fn, "POST /", badCloudEvent(kinds, fn.bodyLimit));
     });
   }
 
@@ -792,7 +803,6 @@ describe("bad input at every function's HTTP endpoint", () => {
   });
 
   it("the body limit is the configured one: exactly the limit is read, one byte more is 413", async () => {
-    const fn = fns.get("issue-serving-cert")!;
     const headers = {
       "content-type": "application/json",
       "ce-specversion": "1.0",
@@ -800,14 +810,21 @@ describe("bad input at every function's HTTP endpoint", () => {
       "ce-source": "s",
       "ce-type": "dev.knative.apiserver.ref.add",
     };
-    const at = await send(fn.url, post("at the limit", { headers, body: Buffer.alloc(BODY_LIMIT, 0x20) }));
-    assert.equal(at.status, 400, "read and judged, not refused for its size");
-    const over = await send(fn.url, post("over", { headers, body: Buffer.alloc(BODY_LIMIT + 1, 0x20) }, 413));
-    assert.equal(over.status, 413);
-    assert.match(JSON.parse(over.text).error.message, new RegExp(`larger than ${BODY_LIMIT} bytes`));
-    console.log(
-      `reliability: bad-input body limit ${BODY_LIMIT} bytes: ${BODY_LIMIT} read (400), +1 refused (413)`,
-    );
+    // The runtime's default, and inject-configmap's own (its events carry whole ConfigMaps).
+    for (const name of ["issue-serving-cert", "inject-configmap"]) {
+      const fn = fns.get(name)!;
+      const limit = fn.bodyLimit;
+      const at = await send(fn.url, post("at the limit", { headers, body: Buffer.alloc(limit, 0x20) }));
+      assert.equal(at.status, 400, `${name}: read and judged, not refused for its size`);
+      const over = await send(fn.url, post("over", { headers, body: Buffer.alloc(limit + 1, 0x20) }, 413));
+      assert.equal(over.status, 413, name);
+      assert.match(JSON.parse(over.text).error.message, new RegExp(`larger than ${limit} bytes`));
+      console.log(
+        `reliability: bad-input body limit of ${name} ${limit} bytes: ${limit} read (400), +1 refused (413)`,
+      );
+    }
+    assert.equal(fns.get("issue-serving-cert")!.bodyLimit, BODY_LIMIT);
+    assert.equal(fns.get("inject-configmap")!.bodyLimit, 4 * 1024 * 1024);
   });
 
   it("a request whose headers or body trickle in is cut off (408) after the request timeout, everywhere", async () => {
