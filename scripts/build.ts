@@ -1,9 +1,10 @@
 // `npm run build`: one self-contained ES module per function in dist/<name>.mjs (what the image runs with
 // `node <name>.mjs <name>`). Bundling spares the process the resolution and loading of hundreds of files at
 // start-up, which is most of a cold start.
-import { build } from "esbuild";
+import { build, type Plugin } from "esbuild";
 import { rm } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
 import { functionNames, functionsDir } from "../shared/host/functions.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -45,6 +46,7 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
         minify: true,
         keepNames: true,
         logLevel: "warning",
+        plugins: [clientNodeWithoutSideEffects],
         // Some bundled CommonJS dependencies call require() for Node's own modules.
         banner: {
           js: `import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);`,
@@ -55,6 +57,26 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
   );
   return bundles;
 }
+
+/**
+ * The functions take only KubeConfig from @kubernetes/client-node (shared/kube/rest.ts), but its package declares
+ * no `sideEffects`, so esbuild would keep every module its index re-exports: the generated API classes and
+ * hundreds of models, ~900 KB of each bundle. Its modules only define classes and functions, so unused ones may go.
+ */
+const clientNodeWithoutSideEffects: Plugin = {
+  name: "client-node-without-side-effects",
+  setup(b) {
+    const entry = fileURLToPath(import.meta.resolve("@kubernetes/client-node"));
+    const home = dirname(entry);
+    b.onResolve({ filter: /^@kubernetes\/client-node$/ }, () => ({ path: entry, sideEffects: false }));
+    // Inside the package, every import is a relative path with its extension: it names the file itself.
+    b.onResolve({ filter: /^\.\.?\/.*\.js$/ }, (args) =>
+      args.importer.startsWith(home)
+        ? { path: join(args.resolveDir, args.path), sideEffects: false }
+        : undefined,
+    );
+  },
+};
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const started = performance.now();

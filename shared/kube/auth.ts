@@ -1,5 +1,6 @@
 // Who is calling, and may they? The API server answers (TokenReview, SubjectAccessReview): no secrets of our own.
 import type { IncomingHttpHeaders } from "node:http";
+import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "./client.ts";
 import { classifyKubeError } from "./client.ts";
 import { FunctionError, forbidden } from "../runtime/errors.ts";
@@ -37,8 +38,14 @@ export async function mayDo(
 ): Promise<boolean> {
   let access;
   try {
-    access = await kube.authorization.createSubjectAccessReview({
-      body: { spec: { ...subject, resourceAttributes: { ...need, group: need.group ?? "" } } },
+    access = await kube.rest<k8s.V1SubjectAccessReview>({
+      method: "POST",
+      path: "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+      body: {
+        apiVersion: "authorization.k8s.io/v1",
+        kind: "SubjectAccessReview",
+        spec: { ...subject, resourceAttributes: { ...need, group: need.group ?? "" } },
+      },
     });
   } catch (err) {
     throw classifyKubeError(err, action);
@@ -61,7 +68,7 @@ export async function authorizeBearer(
     );
   let review;
   try {
-    review = await kube.authentication.createTokenReview({ body: { spec: { token: match[1]! } } });
+    review = await reviewToken(kube, { token: match[1]! });
   } catch (err) {
     throw classifyKubeError(err, "review the bearer token");
   }
@@ -78,3 +85,11 @@ export async function authorizeBearer(
   }
   return user.username;
 }
+
+/** What the API server makes of a token (a TokenReview), for the audiences given or its own. */
+export const reviewToken = (kube: Kube, spec: k8s.V1TokenReviewSpec) =>
+  kube.rest<k8s.V1TokenReview>({
+    method: "POST",
+    path: "/apis/authentication.k8s.io/v1/tokenreviews",
+    body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec },
+  });

@@ -1,7 +1,7 @@
 // The one place that talks to the API server: client construction and error classification.
-import * as https from "node:https";
 import * as k8s from "@kubernetes/client-node";
 import { FunctionError } from "../runtime/errors.ts";
+import { createRest, KubeApiError, type Rest } from "./rest.ts";
 
 export function loadKubeConfig(kubeconfigPath?: string): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
@@ -15,14 +15,10 @@ export function loadKubeConfig(kubeconfigPath?: string): k8s.KubeConfig {
   return kc;
 }
 
-/** The API clients, each built once per process (client-node clients are stateless and reusable). */
+/** What the functions reach the API server with, built once per process. */
 export interface Kube {
   config: k8s.KubeConfig;
-  core: k8s.CoreV1Api;
-  objects: k8s.KubernetesObjectApi;
-  certificates: k8s.CertificatesV1Api;
-  authentication: k8s.AuthenticationV1Api;
-  authorization: k8s.AuthorizationV1Api;
+  rest: Rest;
 }
 
 /** What a function's init gets from the host to reach the API server. */
@@ -31,54 +27,10 @@ export interface KubeAccess {
   kube: () => Kube;
 }
 
-export function createKube(config: k8s.KubeConfig): Kube {
-  reuseConnections(config);
-  return {
-    config,
-    core: config.makeApiClient(k8s.CoreV1Api),
-    objects: k8s.KubernetesObjectApi.makeApiClient(config),
-    certificates: config.makeApiClient(k8s.CertificatesV1Api),
-    authentication: config.makeApiClient(k8s.AuthenticationV1Api),
-    authorization: config.makeApiClient(k8s.AuthorizationV1Api),
-  };
-}
-
-const reusing = new WeakSet<k8s.KubeConfig>();
-
-/**
- * client-node (1.x) builds a new https.Agent for every request, so every API call paid a TCP connect and a full TLS
- * handshake (in a rotation's fan-out, most of an injector's CPU). Requests through this config share one
- * keep-alive agent per set of TLS options instead; a changed CA or client certificate gets a new agent. Proxy and
- * plain-HTTP agents are left as client-node makes them.
- */
-function reuseConnections(config: k8s.KubeConfig): void {
-  if (reusing.has(config)) return;
-  reusing.add(config);
-  const agents = new Map<string, https.Agent>();
-  const authenticate = config.applySecurityAuthentication.bind(config);
-  config.applySecurityAuthentication = async (context) => {
-    await authenticate(context);
-    const made = context.getAgent();
-    if (!(made instanceof https.Agent)) return;
-    const options = made.options as https.AgentOptions;
-    const key = JSON.stringify(
-      [options.ca, options.cert, options.key, options.servername, options.rejectUnauthorized].map((v) =>
-        v === undefined ? null : String(v),
-      ),
-    );
-    let agent = agents.get(key);
-    if (!agent) {
-      agent = new https.Agent({ ...options, keepAlive: true });
-      agents.set(key, agent);
-      // Older credentials' agents are forgotten (not destroyed: requests may still be using them).
-      if (agents.size > 4) agents.delete(agents.keys().next().value!);
-    }
-    context.setAgent(agent);
-  };
-}
+export const createKube = (config: k8s.KubeConfig): Kube => ({ config, rest: createRest(config) });
 
 export const statusOf = (err: unknown): number | undefined =>
-  err instanceof k8s.ApiException ? err.code : undefined;
+  err instanceof KubeApiError ? err.code : undefined;
 
 export const isNotFound = (err: unknown) => statusOf(err) === 404;
 export const isConflict = (err: unknown) => statusOf(err) === 409;
@@ -102,18 +54,9 @@ export function classifyKubeError(err: unknown, action: string): FunctionError {
 }
 
 function apiMessage(err: unknown): string {
-  if (err instanceof k8s.ApiException) {
-    const body = typeof err.body === "string" ? safeJson(err.body) : err.body;
-    const msg = (body as { message?: unknown } | undefined)?.message;
+  if (err instanceof KubeApiError) {
+    const msg = (err.body as { message?: unknown } | undefined)?.message;
     return typeof msg === "string" ? msg : `HTTP ${err.code}`;
   }
   return err instanceof Error ? err.message : String(err);
-}
-
-function safeJson(s: string): unknown {
-  try {
-    return JSON.parse(s);
-  } catch {
-    return { message: s.slice(0, 200) };
-  }
 }

@@ -1,10 +1,11 @@
 // The core objects the domains read and write (Secrets, ConfigMaps, Services, Namespaces) and CSRs, by what they
-// are: reads give undefined for a 404, lists are page readers for pages.ts; only this folder knows client-node's
-// method names. Writes return the API's own error, so each caller decides what a conflict means there.
+// are: reads give undefined for a 404, lists are page readers for pages.ts; only this folder knows REST paths.
+// Writes return the API's own error, so each caller decides what a conflict means there.
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "./client.ts";
 import { readOptional } from "./objects.ts";
-import type { ListPage } from "./pages.ts";
+import { listPage, type ListPage } from "./pages.ts";
+import { collectionPath, objectPath } from "./paths.ts";
 
 interface CoreObjects {
   Secret: k8s.V1Secret;
@@ -13,12 +14,8 @@ interface CoreObjects {
 }
 export type CoreKind = keyof CoreObjects;
 
-type Ref = { namespace: string; name: string };
-const readers: { [K in CoreKind]: (kube: Kube, ref: Ref) => Promise<CoreObjects[K]> } = {
-  Secret: (kube, ref) => kube.core.readNamespacedSecret(ref),
-  ConfigMap: (kube, ref) => kube.core.readNamespacedConfigMap(ref),
-  Service: (kube, ref) => kube.core.readNamespacedService(ref),
-};
+const core = (kind: string, namespace?: string) => ({ apiVersion: "v1", kind, namespace });
+const certificates = { apiVersion: "certificates.k8s.io/v1", kind: "CertificateSigningRequest" };
 
 /** One object, or undefined if there is none; `what` names it in an error (by default `<Kind> <ns>/<name>`). */
 export function readObject<K extends CoreKind>(
@@ -28,11 +25,15 @@ export function readObject<K extends CoreKind>(
   name: string,
   what = `${kind} ${namespace}/${name}`,
 ): Promise<CoreObjects[K] | undefined> {
-  return readOptional(what, () => readers[kind](kube, { namespace, name }));
+  return readOptional(what, () =>
+    kube.rest<CoreObjects[K]>({ method: "GET", path: objectPath(core(kind, namespace), name) }),
+  );
 }
 
 export const readNamespace = (kube: Kube, name: string) =>
-  readOptional(`Namespace ${name}`, () => kube.core.readNamespace({ name }));
+  readOptional(`Namespace ${name}`, () =>
+    kube.rest<k8s.V1Namespace>({ method: "GET", path: objectPath(core("Namespace"), name) }),
+  );
 
 export interface Selection {
   /** Only this namespace; every namespace without it. */
@@ -46,23 +47,6 @@ export interface Selection {
 interface ListedKinds extends CoreObjects {
   Namespace: k8s.V1Namespace;
 }
-type Lists = { [K in keyof ListedKinds]: { items: ListedKinds[K][]; metadata?: { _continue?: string } } };
-type Query = Omit<Selection, "namespace"> & { _continue?: string };
-const listers: {
-  [K in keyof ListedKinds]: (kube: Kube, q: Query, namespace?: string) => Promise<Lists[K]>;
-} = {
-  Secret: (kube, q, namespace) =>
-    namespace ? kube.core.listNamespacedSecret({ namespace, ...q }) : kube.core.listSecretForAllNamespaces(q),
-  ConfigMap: (kube, q, namespace) =>
-    namespace
-      ? kube.core.listNamespacedConfigMap({ namespace, ...q })
-      : kube.core.listConfigMapForAllNamespaces(q),
-  Service: (kube, q, namespace) =>
-    namespace
-      ? kube.core.listNamespacedService({ namespace, ...q })
-      : kube.core.listServiceForAllNamespaces(q),
-  Namespace: (kube, q) => kube.core.listNamespace(q),
-};
 
 /** The page reader of the objects of `kind` that `selection` picks (for forEachPage / listAll). */
 export function pagesOf<K extends keyof ListedKinds>(
@@ -71,7 +55,7 @@ export function pagesOf<K extends keyof ListedKinds>(
   selection: Selection = {},
 ): ListPage<ListedKinds[K]> {
   const { namespace, ...query } = selection;
-  return (cont) => listers[kind](kube, { ...query, _continue: cont }, namespace);
+  return listPage(kube, collectionPath(core(kind, namespace)), query);
 }
 
 /** Creates `body` in `namespace` (as `fieldManager`, if given). */
@@ -82,17 +66,21 @@ export function createObject<K extends "Secret" | "ConfigMap">(
   body: CoreObjects[K],
   fieldManager?: string,
 ): Promise<CoreObjects[K]> {
-  const opts = fieldManager === undefined ? {} : { fieldManager };
-  return (
-    kind === "Secret"
-      ? kube.core.createNamespacedSecret({ namespace, body, ...opts })
-      : kube.core.createNamespacedConfigMap({ namespace, body, ...opts })
-  ) as Promise<CoreObjects[K]>;
+  return kube.rest({
+    method: "POST",
+    path: collectionPath(core(kind, namespace)),
+    query: { fieldManager },
+    body: { apiVersion: "v1", kind, ...body },
+  });
 }
 
 /** Replaces a Secret; the resourceVersion in `body` makes it conditional. */
 export const replaceSecret = (kube: Kube, namespace: string, name: string, body: k8s.V1Secret) =>
-  kube.core.replaceNamespacedSecret({ namespace, name, body });
+  kube.rest<k8s.V1Secret>({
+    method: "PUT",
+    path: objectPath(core("Secret", namespace), name),
+    body: { apiVersion: "v1", kind: "Secret", ...body },
+  });
 
 /** Deletes an object only if it is still the one read (uid and resourceVersion preconditions). */
 export function deleteObject(
@@ -102,31 +90,42 @@ export function deleteObject(
   name: string,
   preconditions: { uid?: string; resourceVersion?: string },
 ): Promise<unknown> {
-  const body = { preconditions };
-  return kind === "ConfigMap"
-    ? kube.core.deleteNamespacedConfigMap({ namespace, name, body })
-    : kube.core.deleteNamespacedSecret({ namespace, name, body });
+  return kube.rest({
+    method: "DELETE",
+    path: objectPath(core(kind, namespace), name),
+    body: { apiVersion: "v1", kind: "DeleteOptions", preconditions },
+  });
 }
 
 export const readCsr = (kube: Kube, name: string) =>
   readOptional(`CertificateSigningRequest ${name}`, () =>
-    kube.certificates.readCertificateSigningRequest({ name }),
+    kube.rest<k8s.V1CertificateSigningRequest>({ method: "GET", path: objectPath(certificates, name) }),
   );
 
 /** The CSRs of one signer, a page of `limit` at a time. */
-export const csrPagesOf =
-  (kube: Kube, signerName: string, limit: number): ListPage<k8s.V1CertificateSigningRequest> =>
-  (cont) =>
-    kube.certificates.listCertificateSigningRequest({
-      fieldSelector: `spec.signerName=${signerName}`,
-      limit,
-      _continue: cont,
-    });
+export const csrPagesOf = (
+  kube: Kube,
+  signerName: string,
+  limit: number,
+): ListPage<k8s.V1CertificateSigningRequest> =>
+  listPage(kube, collectionPath(certificates), { fieldSelector: `spec.signerName=${signerName}`, limit });
 
 /** Approves or denies: `body` carries the new condition. */
 export const replaceCsrApproval = (kube: Kube, name: string, body: k8s.V1CertificateSigningRequest) =>
-  kube.certificates.replaceCertificateSigningRequestApproval({ name, body });
+  replaceCsr(kube, name, "approval", body);
 
 /** Writes status.certificate or a Failed condition, through the status subresource. */
 export const replaceCsrStatus = (kube: Kube, name: string, body: k8s.V1CertificateSigningRequest) =>
-  kube.certificates.replaceCertificateSigningRequestStatus({ name, body });
+  replaceCsr(kube, name, "status", body);
+
+const replaceCsr = (
+  kube: Kube,
+  name: string,
+  subresource: "approval" | "status",
+  body: k8s.V1CertificateSigningRequest,
+) =>
+  kube.rest<k8s.V1CertificateSigningRequest>({
+    method: "PUT",
+    path: objectPath(certificates, name, subresource),
+    body: { apiVersion: certificates.apiVersion, kind: certificates.kind, ...body },
+  });

@@ -4,8 +4,10 @@
 // one Event, as client-go's recorder does, instead of adding a new one each time. Unlike client-go the Event's name
 // is derived from what it says, so replicas and restarted processes count on the same Event too.
 import { createHash } from "node:crypto";
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import { isConflict, isNotFound, type Kube } from "./client.ts";
+import { MERGE_PATCH, patchObject } from "./objects.ts";
+import { collectionPath, objectPath } from "./paths.ts";
 import type { Logger } from "../runtime/logger.ts";
 
 export interface EventTarget {
@@ -23,6 +25,8 @@ export interface EventOptions {
   component: string;
   now: Date;
 }
+
+const eventsIn = (namespace: string) => ({ apiVersion: "v1", kind: "Event", namespace });
 
 const MAX_MESSAGE = 1024;
 const MAX_NAME = 253;
@@ -76,6 +80,8 @@ export class EventRecorder {
   /** Creates the Event; if it exists (said by another process, or before a restart), counts it again. */
   private async create(kube: Kube, target: EventTarget, name: string, opts: EventOptions): Promise<number> {
     const event: k8s.CoreV1Event = {
+      apiVersion: "v1",
+      kind: "Event",
       metadata: { name, namespace: target.namespace },
       involvedObject: { ...target },
       type: opts.type,
@@ -89,12 +95,15 @@ export class EventRecorder {
       count: 1,
     };
     try {
-      await kube.core.createNamespacedEvent({ namespace: target.namespace, body: event });
+      await kube.rest({ method: "POST", path: collectionPath(eventsIn(target.namespace)), body: event });
       return 1;
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
-    const existing = await kube.core.readNamespacedEvent({ namespace: target.namespace, name });
+    const existing = await kube.rest<k8s.CoreV1Event>({
+      method: "GET",
+      path: objectPath(eventsIn(target.namespace), name),
+    });
     const count = (existing.count ?? 1) + 1;
     await this.countAgain(kube, target.namespace, name, count, opts.now);
     return count;
@@ -109,20 +118,14 @@ export class EventRecorder {
     now: Date,
   ): Promise<number | undefined> {
     try {
-      await kube.objects.patch(
-        {
-          apiVersion: "v1",
-          kind: "Event",
-          metadata: { name, namespace },
-          count,
-          lastTimestamp: now.toISOString(),
-        },
-        undefined,
-        undefined,
-        undefined,
-        undefined,
-        k8s.PatchStrategy.MergePatch,
-      );
+      const counted = {
+        apiVersion: "v1",
+        kind: "Event",
+        metadata: { name, namespace },
+        count,
+        lastTimestamp: now,
+      };
+      await patchObject(kube, counted, MERGE_PATCH);
       return count;
     } catch (err) {
       if (isNotFound(err)) return undefined;

@@ -1,6 +1,8 @@
 // Typed reads and writes shared by the functions: 404 as undefined, patches with our field manager.
-import * as k8s from "@kubernetes/client-node";
+import type * as k8s from "@kubernetes/client-node";
 import { classifyKubeError, isNotFound, type Kube } from "./client.ts";
+import { listPage } from "./pages.ts";
+import { objectPath, collectionPath } from "./paths.ts";
 import { FIELD_MANAGER } from "../names.ts";
 
 /** Runs a read; a 404 is `undefined`, any other failure a classified error. */
@@ -28,30 +30,20 @@ export function readAny<T extends k8s.KubernetesObject>(
   what: string,
   key: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } },
 ): Promise<T | undefined> {
-  return readOptional(what, () => kube.objects.read<T>(key));
+  const { name, namespace } = key.metadata;
+  return readOptional(what, () =>
+    kube.rest<T>({ method: "GET", path: objectPath({ ...key, namespace }, name) }),
+  );
 }
 
-/** One page (`limit`, `cont`) of every object of a kind, in every namespace (the generic client). */
-export function listAny<T extends k8s.KubernetesObject>(
+/** One page (`limit`, `cont`) of every object of a kind, in every namespace. */
+export const listAny = <T extends k8s.KubernetesObject>(
   kube: Kube,
   apiVersion: string,
   kind: string,
   limit: number,
   cont?: string,
-): Promise<{ items: T[]; metadata?: { _continue?: string } }> {
-  return kube.objects.list<T>(
-    apiVersion,
-    kind,
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    undefined,
-    limit,
-    cont,
-  );
-}
+) => listPage<T>(kube, collectionPath({ apiVersion, kind }), { limit })(cont);
 
 export interface ObjectKey {
   apiVersion: string;
@@ -76,16 +68,7 @@ export function mergePatch<T extends k8s.KubernetesObject>(
       ...(key.namespace ? { namespace: key.namespace } : {}),
     },
   };
-  return write(`patch ${describe(key)}`, () =>
-    kube.objects.patch<T>(
-      body as T,
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      undefined,
-      k8s.PatchStrategy.MergePatch,
-    ),
-  );
+  return write(`patch ${describe(key)}`, () => patchObject<T>(kube, body, MERGE_PATCH, FIELD_MANAGER));
 }
 
 /** A merge or strategic-merge patch of `body` (which names the object), as `fieldManager`. */
@@ -96,11 +79,8 @@ export function patchAs<T extends k8s.KubernetesObject>(
   strategy: "merge" | "strategic",
   fieldManager = FIELD_MANAGER,
 ): Promise<T> {
-  const contentType =
-    strategy === "merge" ? k8s.PatchStrategy.MergePatch : k8s.PatchStrategy.StrategicMergePatch;
-  return write(what, () =>
-    kube.objects.patch<T>(body, undefined, undefined, fieldManager, undefined, contentType),
-  );
+  const contentType = strategy === "merge" ? MERGE_PATCH : STRATEGIC_MERGE_PATCH;
+  return write(what, () => patchObject<T>(kube, body, contentType, fieldManager));
 }
 
 /** Server-side apply of just the fields in `intent`, owned by `fieldManager`; others keep theirs. */
@@ -110,16 +90,34 @@ export function apply<T extends k8s.KubernetesObject>(
   fieldManager = FIELD_MANAGER,
 ): Promise<T> {
   return write(`apply ${intent.kind} ${intent.metadata?.namespace ?? ""}/${intent.metadata?.name}`, () =>
-    kube.objects.patch<T>(
-      intent,
-      undefined,
-      undefined,
-      fieldManager,
-      true,
-      k8s.PatchStrategy.ServerSideApply,
-    ),
+    patchObject<T>(kube, intent, SERVER_SIDE_APPLY, fieldManager, { force: true }),
   );
 }
 
 export const describe = (key: ObjectKey) =>
   `${key.kind} ${key.namespace ? `${key.namespace}/` : ""}${key.name}`;
+
+export const MERGE_PATCH = "application/merge-patch+json";
+const STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json";
+// An apply configuration is YAML, and JSON is YAML.
+const SERVER_SIDE_APPLY = "application/apply-patch+yaml";
+
+/** A PATCH of the object `body` names (its apiVersion, kind, namespace and name), as `fieldManager` if given. */
+export function patchObject<T extends k8s.KubernetesObject>(
+  kube: Kube,
+  body: k8s.KubernetesObject,
+  contentType: string,
+  fieldManager?: string,
+  query: { force?: boolean } = {},
+): Promise<T> {
+  const { apiVersion, kind, metadata } = body;
+  if (!apiVersion || !kind || !metadata?.name)
+    throw new Error(`a patch must name its object's apiVersion, kind and name`);
+  return kube.rest<T>({
+    method: "PATCH",
+    path: objectPath({ apiVersion, kind, namespace: metadata.namespace }, metadata.name),
+    query: { fieldManager, ...query },
+    body,
+    contentType,
+  });
+}

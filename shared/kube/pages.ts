@@ -1,7 +1,21 @@
 // Reading a list a page at a time (`limit` + `continue`), so a scan of thousands of objects holds one page.
-import { classifyKubeError } from "./client.ts";
+import { classifyKubeError, type Kube } from "./client.ts";
+import type { Query } from "./rest.ts";
 
-export type ListPage<T> = (cont?: string) => Promise<{ items: T[]; metadata?: { _continue?: string } }>;
+/** One page of a list, and the token that asks for the next one (none after the last). */
+export type ListPage<T> = (cont?: string) => Promise<{ items: T[]; continue?: string }>;
+
+/** The page reader of a collection's REST path (`query`: selectors and page size). */
+export const listPage =
+  <T>(kube: Kube, path: string, query: Query = {}): ListPage<T> =>
+  async (cont) => {
+    const list = await kube.rest<{ items?: T[] | null; metadata?: { continue?: string } }>({
+      method: "GET",
+      path,
+      query: { ...query, continue: cont },
+    });
+    return { items: list.items ?? [], continue: list.metadata?.continue };
+  };
 
 /** Calls `each` with every page in turn; an API error becomes a typed error naming what was listed. */
 export async function forEachPage<T>(
@@ -20,7 +34,7 @@ export async function forEachPage<T>(
     }
     pages++;
     await each(list.items);
-    cont = list.metadata?._continue || undefined;
+    cont = list.continue || undefined;
   } while (cont);
   return pages;
 }

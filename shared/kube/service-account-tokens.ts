@@ -1,9 +1,9 @@
 // Checks Kubernetes ServiceAccount tokens: locally against the API server's signing keys (its OIDC discovery,
 // fetched with the function's own credentials), then by TokenReview with the audience for the ones that matter.
-import * as https from "node:https";
 import { createPublicKey, verify, type JsonWebKey, type KeyObject } from "node:crypto";
 import type { Kube } from "./client.ts";
 import { classifyKubeError } from "./client.ts";
+import { reviewToken } from "./auth.ts";
 import type { Clock } from "../runtime/clock.ts";
 import type { TokenClaims, TokenVerdict, TokenVerifier } from "../runtime/event-senders.ts";
 import { transientSenderCheckError } from "../runtime/event-senders.ts";
@@ -111,9 +111,7 @@ export function createServiceAccountTokenVerifier(
     async review(token, audience) {
       let review;
       try {
-        review = await kube().authentication.createTokenReview({
-          body: { spec: { token, audiences: [audience] } },
-        });
+        review = await reviewToken(kube(), { token, audiences: [audience] });
       } catch (err) {
         throw transientSenderCheckError(classifyKubeError(err, "review an event sender's token"));
       }
@@ -140,33 +138,5 @@ async function fetchSigningKeys(kube: Kube, clock: Clock): Promise<SigningKeys> 
   };
 }
 
-async function getJson(kube: Kube, path: string): Promise<unknown> {
-  const cluster = kube.config.getCurrentCluster();
-  if (!cluster) throw new Error("no current cluster in the kubeconfig");
-  const url = new URL(path, cluster.server);
-  const opts: https.RequestOptions = {
-    method: "GET",
-    headers: { accept: "application/jwk-set+json, application/json" },
-    timeout: 10_000,
-  };
-  await kube.config.applyToHTTPSOptions(opts);
-  return new Promise((resolve, reject) => {
-    const req = https.request(url, opts, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (c: Buffer) => chunks.push(c));
-      res.on("end", () => {
-        const text = Buffer.concat(chunks).toString("utf8");
-        if (res.statusCode !== 200) return reject(new Error(`GET ${path}: ${res.statusCode}`));
-        try {
-          resolve(JSON.parse(text));
-        } catch (err) {
-          reject(err instanceof Error ? err : new Error(String(err)));
-        }
-      });
-      res.on("error", reject);
-    });
-    req.on("timeout", () => req.destroy(new Error(`GET ${path}: timed out`)));
-    req.on("error", reject);
-    req.end();
-  });
-}
+const getJson = (kube: Kube, path: string) =>
+  kube.rest<unknown>({ method: "GET", path, accept: "application/jwk-set+json, application/json" });

@@ -7,8 +7,10 @@ import { testCluster, type TestCluster } from "../support/cluster.ts";
 import { functionKubeconfig } from "../support/identities.ts";
 import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { SYSTEM_NAMESPACE } from "../../dev/local-system/local-system.ts";
-import { createKube, loadKubeConfig } from "../../shared/kube/client.ts";
-import { readOptional } from "../../shared/kube/objects.ts";
+import { createKube, loadKubeConfig, type Kube } from "../../shared/kube/client.ts";
+import { readAny, readOptional } from "../../shared/kube/objects.ts";
+import { readObject } from "../../shared/kube/core.ts";
+import { dataKeys } from "../../shared/names.ts";
 
 let cluster: TestCluster;
 let proxy: FaultProxy;
@@ -27,41 +29,43 @@ async function opened(work: () => Promise<unknown>): Promise<{ connections: numb
   return { connections: proxy.counts.connections - connections, requests: proxy.counts.requests - requests };
 }
 
-const readBundle = (core: k8s.CoreV1Api) =>
+const shippedRead = (core: k8s.CoreV1Api) =>
   readOptional("bundle", () =>
     core.readNamespacedConfigMap({ namespace: SYSTEM_NAMESPACE, name: "signing-cabundle" }),
   );
+const readBundle = (kube: Kube) => readObject(kube, "ConfigMap", SYSTEM_NAMESPACE, "signing-cabundle");
 
 describe("the API client", () => {
   it("client-node as shipped opens a connection per request (the control: the proxy counts them)", async () => {
     const core = loadKubeConfig(kubeconfig).makeApiClient(k8s.CoreV1Api);
     const seen = await opened(async () => {
-      for (let i = 0; i < 20; i++) await readBundle(core);
+      for (let i = 0; i < 20; i++) await shippedRead(core);
     });
     assert.deepEqual(seen, { connections: 20, requests: 20 });
   });
 
-  it("reuses one connection for requests one after another, through both of its APIs", async () => {
+  it("reuses one connection for requests one after another, by kind and by apiVersion and kind", async () => {
     const kube = createKube(loadKubeConfig(kubeconfig));
     const seen = await opened(async () => {
       for (let i = 0; i < 10; i++) {
-        await readBundle(kube.core);
-        await readOptional("bundle", () =>
-          kube.objects.read({
+        const [typed, generic] = [
+          await readBundle(kube),
+          await readAny<k8s.V1ConfigMap>(kube, "bundle", {
             apiVersion: "v1",
             kind: "ConfigMap",
             metadata: { namespace: SYSTEM_NAMESPACE, name: "signing-cabundle" },
           }),
-        );
+        ];
+        assert.ok(typed?.data?.[dataKeys.caBundle] && generic?.metadata?.uid === typed.metadata?.uid);
       }
     });
-    // 20 reads and the generic API's one discovery request (which resource serves ConfigMaps), on one connection
-    assert.deepEqual(seen, { connections: 1, requests: 21 });
+    // 20 reads on one connection, and no discovery request: the REST paths are known (shared/kube/paths.ts)
+    assert.deepEqual(seen, { connections: 1, requests: 20 });
   });
 
   it("opens at most one connection per request in flight, and reuses them for the next burst", async () => {
     const kube = createKube(loadKubeConfig(kubeconfig));
-    const burst = () => Promise.all(Array.from({ length: 8 }, () => readBundle(kube.core)));
+    const burst = () => Promise.all(Array.from({ length: 8 }, () => readBundle(kube)));
     const first = await opened(burst);
     const second = await opened(burst);
     assert.equal(first.requests, 8);

@@ -1,0 +1,128 @@
+// The functions' HTTP transport to the API server: plain JSON over keep-alive connections. client-node's
+// KubeConfig still loads the configuration and authenticates every request (in-cluster token files, client
+// certificates, exec plugins); what is left out is its generated API classes and their ObjectSerializer, whose
+// hundreds of model classes were a third of every function's start-up and ~2 CPU ms of every request.
+import * as http from "node:http";
+import * as https from "node:https";
+import type * as k8s from "@kubernetes/client-node";
+
+/** An answer of the API server outside 2xx; `body` is its Status object when it sent one. */
+export class KubeApiError extends Error {
+  constructor(
+    readonly code: number,
+    readonly body: unknown,
+    what: string,
+  ) {
+    const message = (body as { message?: unknown } | undefined)?.message;
+    super(`${what}: HTTP ${code}${typeof message === "string" ? `: ${message}` : ""}`);
+    this.name = "KubeApiError";
+  }
+}
+
+export type Query = Record<string, string | number | boolean | undefined>;
+
+export interface RestRequest {
+  method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  path: string;
+  query?: Query;
+  body?: unknown;
+  /** Of the body; JSON unless a patch says which kind it is. */
+  contentType?: string;
+  accept?: string;
+}
+
+export type Rest = <T>(req: RestRequest) => Promise<T>;
+
+/** No API call of a function may hang its event forever (client-node sets no limit at all). */
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export function createRest(config: k8s.KubeConfig): Rest {
+  const agentFor = keepAliveAgents();
+  return async <T>(req: RestRequest): Promise<T> => {
+    const cluster = config.getCurrentCluster();
+    if (!cluster) throw new Error("no current cluster in the kubeconfig");
+    const url = new URL(req.path + queryString(req.query), cluster.server);
+    const payload = req.body === undefined ? undefined : Buffer.from(JSON.stringify(req.body));
+    const opts: https.RequestOptions = {
+      method: req.method,
+      headers: {
+        accept: req.accept ?? "application/json",
+        ...(payload ? { "content-type": req.contentType ?? "application/json" } : {}),
+      },
+      timeout: REQUEST_TIMEOUT_MS,
+    };
+    await config.applyToHTTPSOptions(opts);
+    // client-node makes a new agent per call; a proxy's agent stays as it is made, any other is shared.
+    if (!cluster.proxyUrl && url.protocol === "https:") opts.agent = agentFor(opts);
+    else if (url.protocol === "http:" && !cluster.proxyUrl) opts.agent = plainAgent;
+    return send<T>(url, opts, payload, `${req.method} ${req.path}`);
+  };
+}
+
+function send<T>(
+  url: URL,
+  opts: https.RequestOptions,
+  payload: Buffer | undefined,
+  what: string,
+): Promise<T> {
+  const transport = url.protocol === "http:" ? http : https;
+  return new Promise<T>((resolve, reject) => {
+    const request = transport.request(url, opts, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let body: unknown;
+        try {
+          body = text ? JSON.parse(text) : undefined;
+        } catch {
+          body = { message: text.slice(0, 200) };
+        }
+        const status = res.statusCode ?? 0;
+        if (status >= 200 && status < 300) resolve(body as T);
+        else reject(new KubeApiError(status, body, what));
+      });
+    });
+    request.on("timeout", () => request.destroy(new Error(`${what}: no answer in ${REQUEST_TIMEOUT_MS} ms`)));
+    request.on("error", reject);
+    request.end(payload);
+  });
+}
+
+function queryString(query: Query | undefined): string {
+  if (!query) return "";
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== "") params.set(k, String(v));
+  const s = params.toString();
+  return s ? `?${s}` : "";
+}
+
+const plainAgent = new http.Agent({ keepAlive: true });
+
+/**
+ * One keep-alive agent per set of TLS options, so requests one after another share a connection; a changed CA
+ * or client certificate gets a new agent. Older credentials' agents are forgotten, not destroyed: requests may
+ * still be using them.
+ */
+function keepAliveAgents(): (opts: https.RequestOptions) => https.Agent {
+  const agents = new Map<string, https.Agent>();
+  return (opts) => {
+    const tls = [opts.ca, opts.cert, opts.key, opts.servername, opts.rejectUnauthorized];
+    const key = JSON.stringify(tls.map((v) => (v === undefined ? null : String(v))));
+    let agent = agents.get(key);
+    if (!agent) {
+      agent = new https.Agent({
+        ca: opts.ca,
+        cert: opts.cert,
+        key: opts.key,
+        servername: opts.servername,
+        rejectUnauthorized: opts.rejectUnauthorized,
+        keepAlive: true,
+      });
+      agents.set(key, agent);
+      if (agents.size > 4) agents.delete(agents.keys().next().value!);
+    }
+    return agent;
+  };
+}
