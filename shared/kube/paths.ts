@@ -30,10 +30,17 @@ export function collectionPath(where: Where): string {
   const resource = RESOURCES[where.kind];
   if (!resource) throw new FunctionError("internal", `no REST path known for kind ${where.kind}`);
   const group = where.apiVersion.includes("/") ? `/apis/${where.apiVersion}` : `/api/${where.apiVersion}`;
-  const ns = where.namespace ? `/namespaces/${encodeURIComponent(where.namespace)}` : "";
+  const ns = where.namespace ? `/namespaces/${segment(where.namespace)}` : "";
   return `${group}${ns}/${resource}`;
 }
 
 /** One object, or one of its subresources (`status`, `approval`). */
 export const objectPath = (where: Where, name: string, subresource?: string) =>
-  `${collectionPath(where)}/${encodeURIComponent(name)}${subresource ? `/${subresource}` : ""}`;
+  `${collectionPath(where)}/${segment(name)}${subresource ? `/${subresource}` : ""}`;
+
+/** One path segment; "." and ".." would survive encoding and be resolved away by the URL. */
+function segment(name: string): string {
+  if (name === "" || name === "." || name === "..")
+    throw new FunctionError("malformed", `${JSON.stringify(name)} is not an object's name`);
+  return encodeURIComponent(name);
+}

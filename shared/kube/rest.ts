@@ -103,26 +103,55 @@ const plainAgent = new http.Agent({ keepAlive: true });
 /**
  * One keep-alive agent per set of TLS options, so requests one after another share a connection; a changed CA
  * or client certificate gets a new agent. Older credentials' agents are forgotten, not destroyed: requests may
- * still be using them.
+ * still be using them. KubeConfig reads the files anew for every request, so the options are compared by bytes,
+ * and the agent holds them as strings: Node names each request's connection pool by concatenating them, which
+ * for Buffers is a conversion per request (a third of a GET's CPU, profiled).
  */
 function keepAliveAgents(): (opts: https.RequestOptions) => https.Agent {
-  const agents = new Map<string, https.Agent>();
+  type Tls = Pick<https.RequestOptions, "ca" | "cert" | "key" | "servername" | "rejectUnauthorized">;
+  const agents: Array<{ tls: Tls; agent: https.Agent }> = [];
+  const same = (a: Tls, b: Tls) =>
+    a.servername === b.servername &&
+    a.rejectUnauthorized === b.rejectUnauthorized &&
+    sameBytes(a.ca, b.ca) &&
+    sameBytes(a.cert, b.cert) &&
+    sameBytes(a.key, b.key);
   return (opts) => {
-    const tls = [opts.ca, opts.cert, opts.key, opts.servername, opts.rejectUnauthorized];
-    const key = JSON.stringify(tls.map((v) => (v === undefined ? null : String(v))));
-    let agent = agents.get(key);
-    if (!agent) {
-      agent = new https.Agent({
-        ca: opts.ca,
-        cert: opts.cert,
-        key: opts.key,
-        servername: opts.servername,
-        rejectUnauthorized: opts.rejectUnauthorized,
-        keepAlive: true,
-      });
-      agents.set(key, agent);
-      if (agents.size > 4) agents.delete(agents.keys().next().value!);
-    }
+    const tls: Tls = {
+      ca: opts.ca,
+      cert: opts.cert,
+      key: opts.key,
+      servername: opts.servername,
+      rejectUnauthorized: opts.rejectUnauthorized,
+    };
+    delete opts.ca;
+    delete opts.cert;
+    delete opts.key;
+    const known = agents.find((a) => same(a.tls, tls));
+    if (known) return known.agent;
+    const agent = new https.Agent({
+      ca: asText(tls.ca),
+      cert: asText(tls.cert),
+      key: asText(tls.key),
+      servername: tls.servername,
+      rejectUnauthorized: tls.rejectUnauthorized,
+      keepAlive: true,
+    });
+    agents.unshift({ tls, agent });
+    if (agents.length > 4) agents.pop();
     return agent;
   };
+}
+
+function sameBytes(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  return asText(a) === asText(b);
+}
+
+/** KubeConfig gives Buffers (or nothing); strings and lists of either are taken too. */
+function asText(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (Array.isArray(v)) return v.map((x) => asText(x) ?? "").join("");
+  return Buffer.isBuffer(v) ? v.toString("latin1") : String(v);
 }

@@ -20,6 +20,16 @@ before(async () => {
   cluster = await testCluster();
   proxy = await startFaultProxy(cluster);
   kubeconfig = await proxy.kubeconfigVia(await functionKubeconfig(cluster, "issue-serving-cert"));
+  // What is read: the bundle ConfigMap, which this identity may read, published here if no other test has yet.
+  await cluster.kc
+    .makeApiClient(k8s.CoreV1Api)
+    .createNamespacedConfigMap({
+      namespace: SYSTEM_NAMESPACE,
+      body: { metadata: { name: "signing-cabundle" }, data: { [dataKeys.caBundle]: "a bundle" } },
+    })
+    .catch((err: unknown) => {
+      if (!(err instanceof k8s.ApiException && err.code === 409)) throw err;
+    });
 });
 after(() => proxy?.close());
 
