@@ -47,7 +47,11 @@ export function createRest(config: k8s.KubeConfig): Rest {
       method: req.method,
       headers: {
         accept: req.accept ?? "application/json",
-        ...(payload ? { "content-type": req.contentType ?? "application/json" } : {}),
+        // Node frames a DELETE's body by nothing unless told its length, and the API server would read it as
+        // the start of the connection's next request (answered 400).
+        ...(payload
+          ? { "content-type": req.contentType ?? "application/json", "content-length": payload.length }
+          : {}),
       },
       timeout: REQUEST_TIMEOUT_MS,
     };

@@ -9,7 +9,7 @@ import { startFaultProxy, type FaultProxy } from "../support/fault-proxy.ts";
 import { SYSTEM_NAMESPACE } from "../../dev/local-system/local-system.ts";
 import { createKube, loadKubeConfig, type Kube } from "../../shared/kube/client.ts";
 import { readAny, readOptional } from "../../shared/kube/objects.ts";
-import { readObject } from "../../shared/kube/core.ts";
+import { createObject, deleteObject, readObject } from "../../shared/kube/core.ts";
 import { dataKeys } from "../../shared/names.ts";
 
 let cluster: TestCluster;
@@ -81,5 +81,20 @@ describe("the API client", () => {
     assert.equal(first.requests, 8);
     assert.ok(first.connections >= 1 && first.connections <= 8, `${first.connections} connections`);
     assert.deepEqual(second, { connections: 0, requests: 8 });
+  });
+
+  it("writes with a body, DELETE included, leave the connection fit for the next request", async () => {
+    // A DELETE's body sent without its length was read by the API server as the next request: 400 for that one.
+    const kube = createKube(loadKubeConfig(cluster.kubeconfig));
+    const made = [];
+    for (let i = 0; i < 5; i++)
+      made.push(await createObject(kube, "ConfigMap", "default", { metadata: { name: `kube-client-${i}` } }));
+    for (const o of made) {
+      await deleteObject(kube, "ConfigMap", "default", o.metadata!.name!, {
+        uid: o.metadata!.uid,
+        resourceVersion: o.metadata!.resourceVersion,
+      });
+      assert.equal(await readObject(kube, "ConfigMap", "default", o.metadata!.name!), undefined);
+    }
   });
 });
