@@ -104,7 +104,7 @@ try {
             annotations: {
               [annotations.originName]: name,
               [annotations.originUid]: svc.metadata!.uid!,
-              [annotations.expiry]: leaf.cert.notAfter.toISOString(),
+              [annotations.expiry]: leaf.notAfter.toISOString(),
             },
           },
           type: "kubernetes.io/tls",

@@ -164,7 +164,7 @@ async function sign(deps: CsrSignerDeps, csr: Csr): Promise<CsrResult> {
     lifetimeSeconds: csrLifetimeSeconds(csr.spec.expirationSeconds, deps.maxSeconds),
   });
   // After a rotation the bridge (new CA cross-signed by the previous one) follows the leaf, as in serving Secrets.
-  const pem = cert.toString("pem") + "\n" + material.chainPem;
+  const pem = cert.pem + "\n" + material.chainPem;
   await writeStatus(deps, csr, {
     ...csr,
     status: { ...csr.status, certificate: Buffer.from(pem).toString("base64") },

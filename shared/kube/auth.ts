@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "./client.ts";
 import { classifyKubeError } from "./client.ts";
+import { collectionPath } from "./paths.ts";
 import { FunctionError, forbidden } from "../runtime/errors.ts";
 import type { Logger } from "../runtime/logger.ts";
 
@@ -36,16 +37,13 @@ export async function mayDo(
   need: Permission,
   action: string,
 ): Promise<boolean> {
+  const review = { apiVersion: "authorization.k8s.io/v1", kind: "SubjectAccessReview" };
   let access;
   try {
     access = await kube.rest<k8s.V1SubjectAccessReview>({
       method: "POST",
-      path: "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-      body: {
-        apiVersion: "authorization.k8s.io/v1",
-        kind: "SubjectAccessReview",
-        spec: { ...subject, resourceAttributes: { ...need, group: need.group ?? "" } },
-      },
+      path: collectionPath(review),
+      body: { ...review, spec: { ...subject, resourceAttributes: { ...need, group: need.group ?? "" } } },
     });
   } catch (err) {
     throw classifyKubeError(err, action);
@@ -87,9 +85,11 @@ export async function authorizeBearer(
 }
 
 /** What the API server makes of a token (a TokenReview), for the audiences given or its own. */
-export const reviewToken = (kube: Kube, spec: k8s.V1TokenReviewSpec) =>
-  kube.rest<k8s.V1TokenReview>({
+export function reviewToken(kube: Kube, spec: k8s.V1TokenReviewSpec) {
+  const review = { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview" };
+  return kube.rest<k8s.V1TokenReview>({
     method: "POST",
-    path: "/apis/authentication.k8s.io/v1/tokenreviews",
-    body: { apiVersion: "authentication.k8s.io/v1", kind: "TokenReview", spec },
+    path: collectionPath(review),
+    body: { ...review, spec },
   });
+}

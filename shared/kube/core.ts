@@ -3,7 +3,7 @@
 // Writes return the API's own error, so each caller decides what a conflict means there.
 import type * as k8s from "@kubernetes/client-node";
 import type { Kube } from "./client.ts";
-import { readOptional } from "./objects.ts";
+import { readAny } from "./objects.ts";
 import { listPage, type ListPage } from "./pages.ts";
 import { collectionPath, objectPath } from "./paths.ts";
 
@@ -25,15 +25,15 @@ export function readObject<K extends CoreKind>(
   name: string,
   what = `${kind} ${namespace}/${name}`,
 ): Promise<CoreObjects[K] | undefined> {
-  return readOptional(what, () =>
-    kube.rest<CoreObjects[K]>({ method: "GET", path: objectPath(core(kind, namespace), name) }),
-  );
+  return readAny<CoreObjects[K]>(kube, what, { apiVersion: "v1", kind, metadata: { name, namespace } });
 }
 
 export const readNamespace = (kube: Kube, name: string) =>
-  readOptional(`Namespace ${name}`, () =>
-    kube.rest<k8s.V1Namespace>({ method: "GET", path: objectPath(core("Namespace"), name) }),
-  );
+  readAny<k8s.V1Namespace>(kube, `Namespace ${name}`, {
+    apiVersion: "v1",
+    kind: "Namespace",
+    metadata: { name },
+  });
 
 export interface Selection {
   /** Only this namespace; every namespace without it. */
@@ -98,9 +98,10 @@ export function deleteObject(
 }
 
 export const readCsr = (kube: Kube, name: string) =>
-  readOptional(`CertificateSigningRequest ${name}`, () =>
-    kube.rest<k8s.V1CertificateSigningRequest>({ method: "GET", path: objectPath(certificates, name) }),
-  );
+  readAny<k8s.V1CertificateSigningRequest>(kube, `CertificateSigningRequest ${name}`, {
+    ...certificates,
+    metadata: { name },
+  });
 
 /** The CSRs of one signer, a page of `limit` at a time. */
 export const csrPagesOf = (

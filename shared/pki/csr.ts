@@ -1,7 +1,7 @@
 // Certificate signing requests (PKCS#10): parse, judge and sign a serving certificate for one; nothing here
 // knows who asked or whether they may.
 import { x509 } from "./x509.ts";
-import { signLeaf, type Signer } from "./serving.ts";
+import { signLeaf, type SignedLeaf, type Signer } from "./serving.ts";
 
 /** The shortest lifetime Kubernetes lets a CSR ask for (spec.expirationSeconds). */
 export const CSR_MIN_SECONDS = 600;
@@ -133,11 +133,11 @@ export interface SignRequestOptions {
 }
 
 /** Issues the serving certificate `request` asks for, with the requester's own public key. */
-export async function signServingRequest(opts: SignRequestOptions): Promise<x509.X509Certificate> {
+export async function signServingRequest(opts: SignRequestOptions): Promise<SignedLeaf> {
   const { request } = opts;
   return signLeaf({
     signer: opts.signer,
-    subject: new x509.Name([{ CN: [request.commonName] }]),
+    commonName: request.commonName,
     publicKey: request.csr.publicKey,
     dnsNames: request.dnsNames,
     now: opts.now,

@@ -389,7 +389,7 @@ async function issue(
         ...(existing?.metadata?.annotations ?? {}),
         [annotations.originName]: name,
         [annotations.originUid]: svc.metadata!.uid!,
-        [annotations.expiry]: leaf.cert.notAfter.toISOString().replace(/\.\d{3}Z$/, "Z"),
+        [annotations.expiry]: leaf.notAfter.toISOString().replace(/\.\d{3}Z$/, "Z"),
       },
       ownerReferences: [{ apiVersion: "v1", kind: "Service", name, uid: svc.metadata!.uid! }],
       ...(existing ? { resourceVersion: existing.metadata!.resourceVersion } : {}),

@@ -91,6 +91,9 @@ function refused(v: CsrVerdict, reason: string, message: RegExp) {
   assert.match(v.message, message);
 }
 
+/** The leaf as a certificate object, to read its fields. */
+const parsed = (leaf: { der: Uint8Array<ArrayBuffer> }) => new x509.X509Certificate(leaf.der);
+
 describe("judging a CSR", () => {
   it("accepts an RSA request for DNS names: sorted, without duplicates, CN from the subject", async () => {
     const pem = await csrPem({
@@ -205,7 +208,7 @@ describe("signing a CSR", () => {
       signingAlgorithm: ecdsaSigning,
     });
     const request = accepted(await judgeServingRequest(pem, serving));
-    const cert = await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 3600 });
+    const cert = parsed(await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 3600 }));
     assert.ok(leafIssuedBy(readLeaf(cert.toString("pem"))!, signer.cert));
     assert.deepEqual(dnsNames(cert), ["web.shop.svc", "web.shop.svc.cluster.local"]);
     assert.equal(cert.subject, "CN=web.shop.svc");
@@ -231,7 +234,7 @@ describe("signing a CSR", () => {
       await judgeServingRequest(await opensslCsr("rsa", { san: "DNS:web.shop.svc" }), serving),
     );
     const leaf = await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 600 });
-    const files = { "ca.crt": signer.cert.toString("pem"), "leaf.crt": leaf.toString("pem") };
+    const files = { "ca.crt": signer.cert.toString("pem"), "leaf.crt": leaf.pem };
     // -attime: the CA and the leaf were made for t0, not for the real time of this test.
     const at = String(Math.floor(t0.getTime() / 1000) + 60);
     assert.match(
@@ -246,13 +249,15 @@ describe("signing a CSR", () => {
 
   it("carries only the key usages asked for (none: no KeyUsage extension)", async () => {
     const request = accepted(await judgeServingRequest(await csrPem(), ["server auth"]));
-    const cert = await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 600 });
+    const cert = parsed(await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 600 }));
     assert.equal(cert.getExtension(x509.KeyUsagesExtension), null);
   });
 
   it("never outlives the CA", async () => {
     const request = accepted(await judgeServingRequest(await csrPem(), serving));
-    const cert = await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 3650 * DAY_MS });
+    const cert = parsed(
+      await signServingRequest({ signer, request, now: t0, lifetimeSeconds: 3650 * DAY_MS }),
+    );
     assert.equal(cert.notAfter.getTime(), signer.cert.notAfter.getTime());
   });
 
