@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { x509 } from "../../shared/pki/x509.ts";
 import * as der from "../../shared/pki/der.ts";
+import { referenceLeaf } from "../support/reference-leaf.ts";
 import {
   createAuthority,
   generateKeyPair,
@@ -27,31 +28,6 @@ before(async () => {
   caPem = ca.certPem;
   signer = { cert: ca.cert, key: await importPrivateKeyPem(ca.keyPem) };
 });
-
-/** The same leaf through X509CertificateGenerator, with the serial and times the hand-encoded one carries. */
-async function referenceOf(leaf: x509.X509Certificate, publicKey: CryptoKey, keyUsages: number, by: Signer) {
-  const publicKeyObject = await x509.PublicKey.create(publicKey);
-  return x509.X509CertificateGenerator.create({
-    serialNumber: leaf.serialNumber,
-    subject: leaf.subject,
-    issuer: by.cert.subjectName,
-    notBefore: leaf.notBefore,
-    notAfter: leaf.notAfter,
-    publicKey: publicKeyObject,
-    signingKey: by.key,
-    signingAlgorithm: rsaSigning,
-    extensions: [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      ...(keyUsages ? [new x509.KeyUsagesExtension(keyUsages, true)] : []),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      await x509.SubjectKeyIdentifierExtension.create(publicKeyObject),
-      await x509.AuthorityKeyIdentifierExtension.create(by.cert),
-      new x509.SubjectAlternativeNameExtension(
-        leaf.getExtension(x509.SubjectAlternativeNameExtension)!.names.items.map((n) => n.toJSON()),
-      ),
-    ],
-  });
-}
 
 describe("a leaf's DER", () => {
   const serving = x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment;
@@ -104,7 +80,18 @@ describe("a leaf's DER", () => {
       assert.equal(leaf.notBefore.getTime(), Math.floor((t0.getTime() - 1000) / 1000) * 1000);
       assert.equal(signed.notAfter.getTime(), leaf.notAfter.getTime());
       assert.equal(signed.pem, leaf.toString("pem"));
-      const reference = await referenceOf(leaf, keys.publicKey, c.usages, by);
+      const reference = await referenceLeaf(
+        {
+          serialNumber: leaf.serialNumber,
+          commonName: c.cn,
+          dnsNames: c.names,
+          notBefore: leaf.notBefore,
+          notAfter: leaf.notAfter,
+          publicKey: keys.publicKey,
+          keyUsages: c.usages,
+        },
+        by,
+      );
       assert.equal(Buffer.from(signed.der).toString("hex"), Buffer.from(reference.rawData).toString("hex"));
     });
 
