@@ -94,8 +94,7 @@ export function injectorFunction(name: string, managed: string[], watchedBy: str
         if (said === "current") state.metrics.writeSkipped(target.kind);
         if (said) return { outcome: said, reason: COPY_REASON };
       }
-      const bundle = await state.bundle.read();
-      return { outcome: await injectOne(deps, target, event.ref, bundle) };
+      return { outcome: await injectOne(deps, target, event.ref, () => state.bundle.read()) };
     },
   });
 }
