@@ -42,6 +42,12 @@ export const sequence = (...content: Der[]) => tlv(TAG.sequence, ...content);
 export const set = (...content: Der[]) => tlv(TAG.set, ...content);
 export const octetString = (content: Der) => tlv(TAG.octetString, content);
 export const utf8String = (text: string) => tlv(TAG.utf8String, new TextEncoder().encode(text));
+/** An IA5String's bytes (a dNSName's): ASCII only, which UTF-8 would silently turn into something else. */
+export function ia5(text: string): Der {
+  if ([...text].some((c) => c.charCodeAt(0) > 0x7f)) throw new Error(`${JSON.stringify(text)} is not ASCII`);
+  return new TextEncoder().encode(text);
+}
+
 /** PrintableString where the text allows it, else UTF8String: what Go's crypto/x509 and @peculiar/x509 write. */
 export const directoryString = (text: string) =>
   /^[A-Za-z0-9 '()+,\-./:=?]*$/.test(text)

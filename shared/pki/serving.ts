@@ -103,7 +103,7 @@ export async function signLeaf(spec: LeafSpec): Promise<SignedLeaf> {
         issuer.authorityKeyIdentifier,
         extension(
           SUBJECT_ALT_NAME,
-          der.sequence(...spec.dnsNames.map((name) => der.implicit(2, new TextEncoder().encode(name)))),
+          der.sequence(...spec.dnsNames.map((name) => der.implicit(2, der.ia5(name)))),
         ),
       ),
     ),

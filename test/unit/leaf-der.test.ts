@@ -178,6 +178,10 @@ describe("DER primitives", () => {
     );
     assert.equal(der.time(new Date("2050-01-01T00:00:00Z"))[0], 0x18);
   });
+  it("a dNSName is ASCII or refused", () => {
+    assert.equal(hex(der.implicit(2, der.ia5("a.b"))), "8203612e62");
+    assert.throws(() => der.ia5("bücher.svc"), /not ASCII/);
+  });
   it("reads back a SEQUENCE's elements and a BIT STRING's content", () => {
     const seq = der.sequence(
       der.smallInteger(1),
