@@ -39,6 +39,39 @@ export async function forEachPage<T>(
   return pages;
 }
 
+/** Every item of every page in turn, one page held at a time; `read` is told of each page requested. */
+export async function* itemsOf<T>(what: string, page: ListPage<T>, read?: () => void): AsyncGenerator<T> {
+  let cont: string | undefined;
+  do {
+    let list;
+    try {
+      list = await page(cont);
+    } catch (err) {
+      throw classifyKubeError(err, `list ${what}`);
+    }
+    read?.();
+    yield* list.items;
+    cont = list.continue || undefined;
+  } while (cont);
+}
+
+/** An iterator that can be looked ahead in by one item. */
+export class Lookahead<T> {
+  private head?: IteratorResult<T>;
+  constructor(private readonly items: AsyncIterator<T>) {}
+
+  async peek(): Promise<T | undefined> {
+    this.head ??= await this.items.next();
+    return this.head.done ? undefined : this.head.value;
+  }
+
+  async take(): Promise<T | undefined> {
+    const item = await this.peek();
+    this.head = undefined;
+    return item;
+  }
+}
+
 /** Every item of every page, for lists known to be small. */
 export async function listAll<T>(what: string, page: ListPage<T>): Promise<T[]> {
   const items: T[] = [];
