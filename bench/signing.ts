@@ -7,7 +7,7 @@ import {
   importPrivateKeyPem,
   signServingCertificate,
 } from "../shared/pki/index.ts";
-import { referenceLeaf } from "../test/support/reference-leaf.ts";
+import { referenceLeaf } from "../dev/reference-leaf.ts";
 import { machine, median, printTable } from "./support.ts";
 
 const SIGNS = Number(process.env.BENCH_SIGNS ?? 200);

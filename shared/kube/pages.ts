@@ -17,42 +17,41 @@ export const listPage =
     return { items: list.items ?? [], continue: list.metadata?.continue };
   };
 
-/** Calls `each` with every page in turn; an API error becomes a typed error naming what was listed. */
+/** Every page in turn; an API error becomes a typed error naming what was listed. */
+async function* pagesIn<T>(what: string, page: ListPage<T>): AsyncGenerator<T[]> {
+  let cont: string | undefined;
+  do {
+    let list;
+    try {
+      list = await page(cont);
+    } catch (err) {
+      throw classifyKubeError(err, `list ${what}`);
+    }
+    yield list.items;
+    cont = list.continue || undefined;
+  } while (cont);
+}
+
+/** Calls `each` with every page in turn; returns how many pages were read. */
 export async function forEachPage<T>(
   what: string,
   page: ListPage<T>,
   each: (items: T[]) => Promise<void> | void,
 ): Promise<number> {
   let pages = 0;
-  let cont: string | undefined;
-  do {
-    let list;
-    try {
-      list = await page(cont);
-    } catch (err) {
-      throw classifyKubeError(err, `list ${what}`);
-    }
+  for await (const items of pagesIn(what, page)) {
     pages++;
-    await each(list.items);
-    cont = list.continue || undefined;
-  } while (cont);
+    await each(items);
+  }
   return pages;
 }
 
 /** Every item of every page in turn, one page held at a time; `read` is told of each page requested. */
 export async function* itemsOf<T>(what: string, page: ListPage<T>, read?: () => void): AsyncGenerator<T> {
-  let cont: string | undefined;
-  do {
-    let list;
-    try {
-      list = await page(cont);
-    } catch (err) {
-      throw classifyKubeError(err, `list ${what}`);
-    }
+  for await (const items of pagesIn(what, page)) {
     read?.();
-    yield* list.items;
-    cont = list.continue || undefined;
-  } while (cont);
+    yield* items;
+  }
 }
 
 /** An iterator that can be looked ahead in by one item. */

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { x509 } from "../../shared/pki/x509.ts";
 import * as der from "../../shared/pki/der.ts";
-import { referenceLeaf } from "../support/reference-leaf.ts";
+import { referenceLeaf } from "../../dev/reference-leaf.ts";
 import {
   createAuthority,
   generateKeyPair,

@@ -1,7 +1,7 @@
 // A leaf written by @peculiar/x509's X509CertificateGenerator, as every leaf was before shared/pki/der.ts: the
 // reference the hand-encoded leaf is compared with, byte for byte (test/unit/leaf-der.test.ts, bench/signing.ts).
-import { x509 } from "../../shared/pki/x509.ts";
-import { rsaSigning, type Signer } from "../../shared/pki/index.ts";
+import { x509 } from "../shared/pki/x509.ts";
+import { rsaSigning, type Signer } from "../shared/pki/index.ts";
 
 export interface ReferenceLeaf {
   serialNumber: string;
