@@ -17,8 +17,13 @@ export const listPage =
     return { items: list.items ?? [], continue: list.metadata?.continue };
   };
 
-/** Every page in turn; an API error becomes a typed error naming what was listed. */
-async function* pagesIn<T>(what: string, page: ListPage<T>): AsyncGenerator<T[]> {
+/** Calls `each` with every page in turn; an API error becomes a typed error naming what was listed. */
+export async function forEachPage<T>(
+  what: string,
+  page: ListPage<T>,
+  each: (items: T[]) => Promise<void> | void,
+): Promise<number> {
+  let pages = 0;
   let cont: string | undefined;
   do {
     let list;
@@ -27,48 +32,11 @@ async function* pagesIn<T>(what: string, page: ListPage<T>): AsyncGenerator<T[]>
     } catch (err) {
       throw classifyKubeError(err, `list ${what}`);
     }
-    yield list.items;
+    pages++;
+    await each(list.items);
     cont = list.continue || undefined;
   } while (cont);
-}
-
-/** Calls `each` with every page in turn; returns how many pages were read. */
-export async function forEachPage<T>(
-  what: string,
-  page: ListPage<T>,
-  each: (items: T[]) => Promise<void> | void,
-): Promise<number> {
-  let pages = 0;
-  for await (const items of pagesIn(what, page)) {
-    pages++;
-    await each(items);
-  }
   return pages;
-}
-
-/** Every item of every page in turn, one page held at a time; `read` is told of each page requested. */
-export async function* itemsOf<T>(what: string, page: ListPage<T>, read?: () => void): AsyncGenerator<T> {
-  for await (const items of pagesIn(what, page)) {
-    read?.();
-    yield* items;
-  }
-}
-
-/** An iterator that can be looked ahead in by one item. */
-export class Lookahead<T> {
-  private head?: IteratorResult<T>;
-  constructor(private readonly items: AsyncIterator<T>) {}
-
-  async peek(): Promise<T | undefined> {
-    this.head ??= await this.items.next();
-    return this.head.done ? undefined : this.head.value;
-  }
-
-  async take(): Promise<T | undefined> {
-    const item = await this.peek();
-    this.head = undefined;
-    return item;
-  }
 }
 
 /** Every item of every page, for lists known to be small. */
