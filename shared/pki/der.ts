@@ -3,7 +3,6 @@
 export type Der = Uint8Array<ArrayBuffer>;
 
 const TAG = {
-  boolean: 0x01,
   integer: 0x02,
   bitString: 0x03,
   octetString: 0x04,
@@ -25,7 +24,7 @@ function lengthOctets(n: number): number[] {
 }
 
 /** One tag-length-value; `tag` is the whole identifier octet. */
-export function tlv(tag: number, ...content: Der[]): Der {
+function tlv(tag: number, ...content: Der[]): Der {
   const size = content.reduce((n, c) => n + c.length, 0);
   const head = [tag, ...lengthOctets(size)];
   const out = new Uint8Array(head.length + size);
@@ -41,7 +40,7 @@ export function tlv(tag: number, ...content: Der[]): Der {
 export const sequence = (...content: Der[]) => tlv(TAG.sequence, ...content);
 export const set = (...content: Der[]) => tlv(TAG.set, ...content);
 export const octetString = (content: Der) => tlv(TAG.octetString, content);
-export const utf8String = (text: string) => tlv(TAG.utf8String, new TextEncoder().encode(text));
+const utf8String = (text: string) => tlv(TAG.utf8String, new TextEncoder().encode(text));
 /** An IA5String's bytes (a dNSName's): ASCII only, which UTF-8 would silently turn into something else. */
 export function ia5(text: string): Der {
   if ([...text].some((c) => c.charCodeAt(0) > 0x7f)) throw new Error(`${JSON.stringify(text)} is not ASCII`);
@@ -54,7 +53,6 @@ export const directoryString = (text: string) =>
     ? tlv(TAG.printableString, new TextEncoder().encode(text))
     : utf8String(text);
 export const derNull = () => tlv(TAG.null);
-export const boolean = (value: boolean) => tlv(TAG.boolean, Uint8Array.of(value ? 0xff : 0));
 /** Context-specific and constructed: `[n] EXPLICIT`. */
 export const explicit = (n: number, content: Der) => tlv(0xa0 | n, content);
 /** Context-specific and primitive: `[n] IMPLICIT` of a primitive type (a GeneralName's dNSName is [2]). */
