@@ -89,6 +89,23 @@ interface SourceObject {
 const tokens = new Map<string, Promise<{ token: string; until: number }>>();
 
 /**
+ * `call`, again while the API server answers 429 (as it does for a kind whose storage is still initializing just
+ * after it restarted), waiting what its Retry-After says, for up to ten tries.
+ */
+async function whileTooMany<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (err) {
+      const e = err as { code?: number; headers?: Record<string, string> };
+      if (e.code !== 429 || attempt >= 10) throw err;
+      const seconds = Number(e.headers?.["retry-after"] ?? 1);
+      await new Promise((r) => setTimeout(r, (Number.isFinite(seconds) ? seconds : 1) * 1000));
+    }
+  }
+}
+
+/**
  * A token of one of function `fn`'s sources, as Knative's adapter gets it: TokenRequest for the source's OIDC
  * ServiceAccount with the audience of its sink (infra/ sets it), one hour. `kc` must be allowed to create tokens
  * for ServiceAccounts of the system namespace (the admin). Cached per API server and function for 50 minutes.
@@ -101,12 +118,14 @@ export async function sourceToken(kc: k8s.KubeConfig, fn: string): Promise<strin
     const co = kc.makeApiClient(k8s.CustomObjectsApi);
     const list = async (plural: string, kind: SourceObject["kind"]) =>
       (
-        (await co.listNamespacedCustomObject({
-          group: "sources.knative.dev",
-          version: "v1",
-          namespace: SOURCE_NAMESPACE,
-          plural,
-        })) as { items: SourceObject[] }
+        (await whileTooMany(() =>
+          co.listNamespacedCustomObject({
+            group: "sources.knative.dev",
+            version: "v1",
+            namespace: SOURCE_NAMESPACE,
+            plural,
+          }),
+        )) as { items: SourceObject[] }
       ).items.map((s) => ({ ...s, kind }));
     const sources = [
       ...(await list("apiserversources", "ApiServerSource")),
@@ -114,11 +133,13 @@ export async function sourceToken(kc: k8s.KubeConfig, fn: string): Promise<strin
     ].filter((s) => s.spec.sink.ref.name === fn && s.spec.sink.audience);
     const source = sources[0];
     if (!source) throw new Error(`no source in ${SOURCE_NAMESPACE} delivers to ${fn} with an audience`);
-    const issued = await kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
-      namespace: SOURCE_NAMESPACE,
-      name: knativeOidcServiceAccount({ kind: source.kind, name: source.metadata.name }),
-      body: { spec: { audiences: [source.spec.sink.audience!], expirationSeconds: 3600 } },
-    });
+    const issued = await whileTooMany(() =>
+      kc.makeApiClient(k8s.CoreV1Api).createNamespacedServiceAccountToken({
+        namespace: SOURCE_NAMESPACE,
+        name: knativeOidcServiceAccount({ kind: source.kind, name: source.metadata.name }),
+        body: { spec: { audiences: [source.spec.sink.audience!], expirationSeconds: 3600 } },
+      }),
+    );
     return { token: issued.status!.token, until: Date.now() + 50 * 60_000 };
   })();
   tokens.set(key, cached);
