@@ -13,7 +13,6 @@ import { caKeys, MANAGED_BY_LABEL } from "../shared/names.ts";
 import { mapLimit } from "../shared/runtime/concurrency.ts";
 import { createKube } from "../shared/kube/client.ts";
 import { createObject } from "../shared/kube/core.ts";
-import { collectionPath } from "../shared/kube/paths.ts";
 import {
   commonName,
   generateKeyPair,
@@ -85,16 +84,12 @@ try {
     async (i) => {
       const namespace = namespaces[Math.floor(i / PER_NAMESPACE)]!;
       const name = `svc-${i}`;
-      const svc = await kube.rest<k8s.V1Service>({
-        method: "POST",
-        path: collectionPath({ apiVersion: "v1", kind: "Service", namespace }),
-        body: {
-          metadata: {
-            name,
-            annotations: { [annotations.secretName]: `${name}-tls`, [annotations.signedBy]: caName },
-          },
-          spec: { ports: [{ port: 443 }], ...(HEADLESS ? { clusterIP: "None" } : {}) },
+      const svc = await createObject(kube, "Service", namespace, {
+        metadata: {
+          name,
+          annotations: { [annotations.secretName]: `${name}-tls`, [annotations.signedBy]: caName },
         },
+        spec: { ports: [{ port: 443 }], ...(HEADLESS ? { clusterIP: "None" } : {}) },
       });
       const leaf = await signServingCertificate({
         signer,

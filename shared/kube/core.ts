@@ -59,7 +59,7 @@ export function pagesOf<K extends keyof ListedKinds>(
 }
 
 /** Creates `body` in `namespace` (as `fieldManager`, if given). */
-export function createObject<K extends "Secret" | "ConfigMap">(
+export function createObject<K extends CoreKind>(
   kube: Kube,
   kind: K,
   namespace: string,

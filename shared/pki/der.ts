@@ -16,6 +16,8 @@ const TAG = {
   set: 0x31,
 } as const;
 
+const utf8 = new TextEncoder();
+
 function lengthOctets(n: number): number[] {
   if (n < 0x80) return [n];
   const bytes: number[] = [];
@@ -40,18 +42,16 @@ function tlv(tag: number, ...content: Der[]): Der {
 export const sequence = (...content: Der[]) => tlv(TAG.sequence, ...content);
 export const set = (...content: Der[]) => tlv(TAG.set, ...content);
 export const octetString = (content: Der) => tlv(TAG.octetString, content);
-const utf8String = (text: string) => tlv(TAG.utf8String, new TextEncoder().encode(text));
+const utf8String = (text: string) => tlv(TAG.utf8String, utf8.encode(text));
 /** An IA5String's bytes (a dNSName's): ASCII only, which UTF-8 would silently turn into something else. */
 export function ia5(text: string): Der {
   if ([...text].some((c) => c.charCodeAt(0) > 0x7f)) throw new Error(`${JSON.stringify(text)} is not ASCII`);
-  return new TextEncoder().encode(text);
+  return utf8.encode(text);
 }
 
 /** PrintableString where the text allows it, else UTF8String: what Go's crypto/x509 and @peculiar/x509 write. */
 export const directoryString = (text: string) =>
-  /^[A-Za-z0-9 '()+,\-./:=?]*$/.test(text)
-    ? tlv(TAG.printableString, new TextEncoder().encode(text))
-    : utf8String(text);
+  /^[A-Za-z0-9 '()+,\-./:=?]*$/.test(text) ? tlv(TAG.printableString, utf8.encode(text)) : utf8String(text);
 export const derNull = () => tlv(TAG.null);
 /** Context-specific and constructed: `[n] EXPLICIT`. */
 export const explicit = (n: number, content: Der) => tlv(0xa0 | n, content);
@@ -92,15 +92,15 @@ export function time(at: Date): Der {
   const year = at.getUTCFullYear();
   if (year < 1950 || year > 9999) throw new Error(`${iso} cannot be a certificate's time`);
   return year < 2050
-    ? tlv(TAG.utcTime, new TextEncoder().encode(digits.slice(2)))
-    : tlv(TAG.generalizedTime, new TextEncoder().encode(digits));
+    ? tlv(TAG.utcTime, utf8.encode(digits.slice(2)))
+    : tlv(TAG.generalizedTime, utf8.encode(digits));
 }
 
 /** What a parsed bit string holds after its unused-bits octet (a SubjectPublicKeyInfo's key, say). */
 export function bitStringContent(der: Der): Der {
   if (der[0] !== TAG.bitString) throw new Error("not a BIT STRING");
-  const { header } = readLength(der, 1);
-  return der.subarray(header + 1, header + readLength(der, 1).length);
+  const { header, length } = readLength(der, 1);
+  return der.subarray(header + 1, header + length);
 }
 
 /** The elements of a SEQUENCE, each with its own tag and length. */
