@@ -1,69 +1,240 @@
-// The checks a scan makes on every served certificate, on node:crypto's native X.509 (a tenth of the cost of
-// parsing and verifying in JavaScript), so judging 10,000 Secrets takes seconds, not tens of seconds.
+// The checks a scan makes on every served certificate. The certificate is read by the project's own DER reader and
+// its signature checked with one native call against a key object kept per CA: an OpenSSL X509 object per
+// Secret (node:crypto's X509Certificate) cost time and native memory a 100,000-Secret scan never got back.
+// Anything the reader does not know (another signature algorithm, an issuer named in other bytes) is handed to
+// node:crypto's X509Certificate, whose answer stands.
 import {
   X509Certificate as NativeCertificate,
   createPrivateKey,
   createPublicKey,
+  verify,
   type KeyObject,
 } from "node:crypto";
 import type { x509 } from "./x509.ts";
 import type { KeyAlgorithm } from "./keys.ts";
+import { bytesEqual, oidText, readAll, readTime, readTlv, unsignedBytes, type Tlv } from "./der-read.ts";
 
-export interface Leaf {
-  cert: NativeCertificate;
+/** What judging reads of a certificate, as byte ranges of its DER. */
+interface Fields {
+  tbs: Uint8Array;
+  /** the outer signatureAlgorithm, which must equal the one inside the signed part */
+  signatureAlgorithm: Uint8Array;
+  innerSignatureAlgorithm: Uint8Array;
+  signatureOid: string;
+  signature: Uint8Array;
+  issuer: Uint8Array;
+  subject: Uint8Array;
   notBefore: Date;
   notAfter: Date;
-  dnsNames: string[];
+  spki: Uint8Array;
   keyAlgorithm: KeyAlgorithm | "other";
+  rsa?: { n: Uint8Array; e: Uint8Array };
+  dnsNames: string[];
+  authorityKeyId?: Uint8Array;
+  subjectKeyId?: Uint8Array;
+  /** undefined when the certificate has no key usage extension (then any use is allowed) */
+  keyCertSign?: boolean;
+}
+
+const OID = {
+  rsaEncryption: "1.2.840.113549.1.1.1",
+  ecPublicKey: "1.2.840.10045.2.1",
+  prime256v1: "1.2.840.10045.3.1.7",
+  subjectAltName: "2.5.29.17",
+  authorityKeyId: "2.5.29.35",
+  subjectKeyId: "2.5.29.14",
+  keyUsage: "2.5.29.15",
+} as const;
+
+/** The signature algorithms the reader checks itself: the hash, and the key type that signs with it. */
+const SIGNATURES: Record<string, { hash: string; keyType: "rsa" | "ec" }> = {
+  "1.2.840.113549.1.1.11": { hash: "sha256", keyType: "rsa" },
+  "1.2.840.113549.1.1.12": { hash: "sha384", keyType: "rsa" },
+  "1.2.840.113549.1.1.13": { hash: "sha512", keyType: "rsa" },
+  "1.2.840.10045.4.3.2": { hash: "sha256", keyType: "ec" },
+  "1.2.840.10045.4.3.3": { hash: "sha384", keyType: "ec" },
+  "1.2.840.10045.4.3.4": { hash: "sha512", keyType: "ec" },
+};
+
+const SEQUENCE = 0x30;
+const ascii = (b: Uint8Array) => String.fromCharCode(...b);
+
+/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue } (RFC 5280 §4.1). */
+function readFields(der: Uint8Array): Fields {
+  const cert = readTlv(der, 0, SEQUENCE);
+  if (cert.end !== der.length) throw new Error("trailing bytes");
+  const tbsTlv = readTlv(der, cert.start, SEQUENCE);
+  const sigAlg = readTlv(der, tbsTlv.end, SEQUENCE);
+  const sig = readTlv(der, sigAlg.end, 0x03);
+  if (sig.end !== cert.end || der[sig.start] !== 0) throw new Error("bad signature value");
+  const tbs = readAll(der, tbsTlv.start, tbsTlv.end);
+  let i = tbs[0]?.tag === 0xa0 ? 1 : 0; // version [0] EXPLICIT, absent for v1
+  const [serial, innerAlg, issuer, validity, subject, spki] = tbs.slice(i, (i += 6));
+  if (!spki || serial!.tag !== 0x02 || innerAlg!.tag !== SEQUENCE || issuer!.tag !== SEQUENCE)
+    throw new Error("not a TBSCertificate");
+  if (validity!.tag !== SEQUENCE || subject!.tag !== SEQUENCE || spki.tag !== SEQUENCE)
+    throw new Error("not a TBSCertificate");
+  const [from, to] = readAll(der, validity!.start, validity!.end);
+  if (!to) throw new Error("bad validity");
+  const whole = (t: Tlv) => der.subarray(t.at, t.end);
+  const fields: Fields = {
+    tbs: whole(tbsTlv),
+    signatureAlgorithm: whole(sigAlg),
+    innerSignatureAlgorithm: whole(innerAlg!),
+    signatureOid: oidText(span(der, readTlv(der, sigAlg.start, 0x06))),
+    signature: der.subarray(sig.start + 1, sig.end),
+    issuer: whole(issuer!),
+    subject: whole(subject!),
+    notBefore: readTime(der, from!),
+    notAfter: readTime(der, to),
+    spki: whole(spki),
+    keyAlgorithm: "other",
+    dnsNames: [],
+  };
+  readKey(der, spki, fields);
+  for (const t of tbs.slice(i))
+    if (t.tag === 0xa3) readExtensions(der, readTlv(der, t.start, SEQUENCE), fields);
+  return fields;
+}
+
+function readKey(der: Uint8Array, spki: Tlv, out: Fields): void {
+  const alg = readTlv(der, spki.start, SEQUENCE);
+  const key = readTlv(der, alg.end, 0x03);
+  const oid = oidText(span(der, readTlv(der, alg.start, 0x06)));
+  if (oid === OID.rsaEncryption) {
+    if (der[key.start] !== 0) throw new Error("bad key bits");
+    const seq = readTlv(der, key.start + 1, SEQUENCE);
+    const n = readTlv(der, seq.start, 0x02);
+    const e = readTlv(der, n.end, 0x02);
+    out.rsa = {
+      n: unsignedBytes(der.subarray(n.start, n.end)),
+      e: unsignedBytes(der.subarray(e.start, e.end)),
+    };
+    const bits = out.rsa.n.length * 8 - Math.clz32(out.rsa.n[0]!) + 24;
+    if (bits === 2048) out.keyAlgorithm = "rsa-2048";
+  } else if (oid === OID.ecPublicKey) {
+    const params = readTlv(der, readTlv(der, alg.start).end);
+    if (params.tag === 0x06 && oidText(der.subarray(params.start, params.end)) === OID.prime256v1)
+      out.keyAlgorithm = "ecdsa-p256";
+  }
+}
+
+const span = (der: Uint8Array, t: Tlv) => der.subarray(t.start, t.end);
+
+/** Extensions ::= SEQUENCE OF SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
+function readExtensions(der: Uint8Array, list: Tlv, out: Fields): void {
+  for (const ext of readAll(der, list.start, list.end)) {
+    const parts = readAll(der, ext.start, ext.end);
+    const id = oidText(span(der, parts[0]!));
+    const value = parts[parts.length - 1]!;
+    if (value.tag !== 0x04) throw new Error("bad extension");
+    if (id === OID.subjectAltName) {
+      const names = readTlv(der, value.start, SEQUENCE);
+      for (const n of readAll(der, names.start, names.end))
+        if (n.tag === 0x82) out.dnsNames.push(ascii(der.subarray(n.start, n.end)));
+      out.dnsNames.sort();
+    } else if (id === OID.authorityKeyId) {
+      const seq = readTlv(der, value.start, SEQUENCE);
+      const first = readAll(der, seq.start, seq.end)[0];
+      if (first?.tag === 0x80) out.authorityKeyId = der.subarray(first.start, first.end);
+    } else if (id === OID.subjectKeyId) {
+      const octets = readTlv(der, value.start, 0x04);
+      out.subjectKeyId = der.subarray(octets.start, octets.end);
+    } else if (id === OID.keyUsage) {
+      const bits = readTlv(der, value.start, 0x03);
+      out.keyCertSign = ((der[bits.start + 1] ?? 0) & 0x04) !== 0; // bit 5, keyCertSign
+    }
+  }
+}
+
+/** A served certificate as the reader found it; made only by `readLeaf`. */
+export class Leaf {
+  #native?: NativeCertificate;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+  readonly dnsNames: string[];
+  readonly keyAlgorithm: KeyAlgorithm | "other";
+  constructor(
+    readonly der: Uint8Array,
+    /** @internal */
+    readonly fields: Fields,
+  ) {
+    this.notBefore = fields.notBefore;
+    this.notAfter = fields.notAfter;
+    this.dnsNames = fields.dnsNames;
+    this.keyAlgorithm = fields.keyAlgorithm;
+  }
+  /** node:crypto's view of the same certificate, made on first use (the plugin's report reads it) */
+  get cert(): NativeCertificate {
+    return (this.#native ??= new NativeCertificate(this.der));
+  }
 }
 
 /** The first certificate of a PEM chain, or undefined when there is none or it does not parse. */
 export function readLeaf(pem: string | undefined): Leaf | undefined {
-  const block = pem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0];
-  if (!block) return undefined;
-  let cert: NativeCertificate;
+  const body = pem?.match(/-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/)?.[1];
+  if (!body) return undefined;
+  const der = Buffer.from(body.replace(/\s+/g, ""), "base64");
   try {
-    cert = new NativeCertificate(block);
+    return new Leaf(der, readFields(der));
   } catch {
     return undefined;
   }
-  const key = cert.publicKey;
-  const details = key.asymmetricKeyDetails ?? {};
-  const keyAlgorithm =
-    key.asymmetricKeyType === "rsa" && details.modulusLength === 2048
-      ? "rsa-2048"
-      : key.asymmetricKeyType === "ec" && details.namedCurve === "prime256v1"
-        ? "ecdsa-p256"
-        : "other";
-  const dnsNames = (cert.subjectAltName ?? "")
-    .split(", ")
-    .filter((n) => n.startsWith("DNS:"))
-    .map((n) => n.slice(4))
-    .sort();
-  return {
-    cert,
-    notBefore: new Date(cert.validFrom),
-    notAfter: new Date(cert.validTo),
-    dnsNames,
-    keyAlgorithm,
-  };
 }
 
-const nativeOf = new WeakMap<x509.X509Certificate, NativeCertificate>();
+interface Issuer {
+  fields?: Fields;
+  key: KeyObject;
+  native: NativeCertificate;
+}
+const issuers = new WeakMap<x509.X509Certificate, Issuer>();
+
+function issuerOf(ca: x509.X509Certificate): Issuer {
+  let found = issuers.get(ca);
+  if (!found) {
+    const der = new Uint8Array(ca.rawData);
+    const native = new NativeCertificate(der);
+    let fields: Fields | undefined;
+    try {
+      fields = readFields(der);
+    } catch {
+      fields = undefined; // judged by node:crypto alone
+    }
+    issuers.set(ca, (found = { fields, key: native.publicKey, native }));
+  }
+  return found;
+}
 
 /** Signed by `issuer`'s key, and naming it as issuer (subject and key identifier). */
 export function leafIssuedBy(leaf: Leaf, issuer: x509.X509Certificate): boolean {
-  let ca = nativeOf.get(issuer);
-  if (!ca) nativeOf.set(issuer, (ca = new NativeCertificate(Buffer.from(issuer.rawData))));
-  return leaf.cert.checkIssued(ca) && leaf.cert.verify(ca.publicKey);
+  const ca = issuerOf(issuer);
+  const own = leaf.fields;
+  const algorithm = SIGNATURES[own.signatureOid];
+  if (!ca.fields || !algorithm || !bytesEqual(own.issuer, ca.fields.subject)) {
+    try {
+      return leaf.cert.checkIssued(ca.native) && leaf.cert.verify(ca.key);
+    } catch {
+      return false; // OpenSSL does not take it as a certificate at all
+    }
+  }
+  if (own.authorityKeyId && ca.fields.subjectKeyId && !bytesEqual(own.authorityKeyId, ca.fields.subjectKeyId))
+    return false;
+  if (ca.fields.keyCertSign === false) return false;
+  if (!bytesEqual(own.signatureAlgorithm, own.innerSignatureAlgorithm)) return false;
+  if (ca.key.asymmetricKeyType !== algorithm.keyType) return false;
+  try {
+    return verify(algorithm.hash, own.tbs, ca.key, own.signature);
+  } catch {
+    return false;
+  }
 }
 
 /** Whether `keyPem` is the private half of the certificate's public key. */
 export function leafKeyMatches(keyPem: string, leaf: Leaf): boolean {
   const rsa = rsaPublicPartOf(keyPem);
   if (rsa) {
-    const jwk = leaf.cert.publicKey.export({ format: "jwk" });
-    return jwk.kty === "RSA" && jwk.n === rsa.n && jwk.e === rsa.e;
+    const own = leaf.fields.rsa;
+    return own !== undefined && bytesEqual(own.n, rsa.n) && bytesEqual(own.e, rsa.e);
   }
   try {
     const key: KeyObject = createPrivateKey(keyPem);
@@ -74,63 +245,41 @@ export function leafKeyMatches(keyPem: string, leaf: Leaf): boolean {
 }
 
 /**
- * An RSA private key's modulus and exponent (base64url, as in a JWK), read from its DER without importing the
- * key: OpenSSL's import costs ~0.3 ms, most of a scan's time per Secret. Undefined for anything that is not a
- * well-formed PKCS#8 or PKCS#1 RSA key, which then takes the import path.
+ * An RSA private key's modulus and exponent, read from its DER without importing the key: OpenSSL's import costs
+ * ~0.3 ms, most of a scan's time per Secret. Undefined for anything that is not a well-formed PKCS#8 or PKCS#1 RSA
+ * key, which then takes the import path.
  */
-function rsaPublicPartOf(pem: string): { n: string; e: string } | undefined {
+function rsaPublicPartOf(pem: string): { n: Uint8Array; e: Uint8Array } | undefined {
   const m = /-----BEGIN (RSA )?PRIVATE KEY-----([\s\S]+?)-----END (RSA )?PRIVATE KEY-----/.exec(pem);
   if (!m || m[1] !== m[3]) return undefined;
   const der = Buffer.from(m[2]!.replace(/\s+/g, ""), "base64");
   try {
-    let rsaKey = der;
+    let rsaKey: Uint8Array = der;
     if (!m[1]) {
       // PrivateKeyInfo ::= SEQUENCE { version INTEGER, algorithm SEQUENCE { OID, params }, privateKey OCTET STRING }
-      const info = tlv(der, 0, 0x30);
-      const version = tlv(der, info.start, 0x02);
-      const algorithm = tlv(der, version.end, 0x30);
-      const oid = tlv(der, algorithm.start, 0x06);
-      if (!der.subarray(oid.start, oid.end).equals(RSA_ENCRYPTION)) return undefined;
-      const octets = tlv(der, algorithm.end, 0x04);
+      const info = readTlv(der, 0, SEQUENCE);
+      const version = readTlv(der, info.start, 0x02);
+      const algorithm = readTlv(der, version.end, SEQUENCE);
+      const oid = readTlv(der, algorithm.start, 0x06);
+      if (oidText(der.subarray(oid.start, oid.end)) !== OID.rsaEncryption) return undefined;
+      const octets = readTlv(der, algorithm.end, 0x04);
       rsaKey = der.subarray(octets.start, octets.end);
     }
     // RSAPrivateKey ::= SEQUENCE { version, modulus, publicExponent, privateExponent, prime1, prime2,
     // exponent1, exponent2, coefficient } (all INTEGERs): walked to the end, so a truncated or mangled key is
     // refused here as an import would refuse it.
-    const seq = tlv(rsaKey, 0, 0x30);
-    const version = tlv(rsaKey, seq.start, 0x02);
-    const n = tlv(rsaKey, version.end, 0x02);
-    const e = tlv(rsaKey, n.end, 0x02);
+    const seq = readTlv(rsaKey, 0, SEQUENCE);
+    const version = readTlv(rsaKey, seq.start, 0x02);
+    const n = readTlv(rsaKey, version.end, 0x02);
+    const e = readTlv(rsaKey, n.end, 0x02);
     let end = e.end;
-    for (let i = 0; i < 6; i++) end = tlv(rsaKey, end, 0x02).end;
+    for (let i = 0; i < 6; i++) end = readTlv(rsaKey, end, 0x02).end;
     if (end !== seq.end || seq.end !== rsaKey.length) return undefined;
-    return { n: unsigned(rsaKey.subarray(n.start, n.end)), e: unsigned(rsaKey.subarray(e.start, e.end)) };
+    return {
+      n: unsignedBytes(rsaKey.subarray(n.start, n.end)),
+      e: unsignedBytes(rsaKey.subarray(e.start, e.end)),
+    };
   } catch {
     return undefined;
   }
-}
-
-const RSA_ENCRYPTION = Buffer.from("2a864886f70d010101", "hex"); // 1.2.840.113549.1.1.1
-
-/** One DER tag-length-value at `at`, which must carry `tag`; throws on anything malformed. */
-function tlv(buf: Buffer, at: number, tag: number): { start: number; end: number } {
-  if (buf[at] !== tag) throw new Error("unexpected tag");
-  let len = buf[at + 1]!;
-  let start = at + 2;
-  if (len & 0x80) {
-    const bytes = len & 0x7f;
-    if (bytes < 1 || bytes > 4) throw new Error("bad length");
-    len = 0;
-    for (let i = 0; i < bytes; i++) len = len * 256 + buf[start + i]!;
-    start += bytes;
-  }
-  if (start + len > buf.length) throw new Error("truncated");
-  return { start, end: start + len };
-}
-
-/** A DER INTEGER's content as the unsigned big-endian base64url a JWK uses. */
-function unsigned(bytes: Buffer): string {
-  let i = 0;
-  while (i < bytes.length - 1 && bytes[i] === 0) i++;
-  return bytes.subarray(i).toString("base64url");
 }

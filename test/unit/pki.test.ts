@@ -325,7 +325,7 @@ describe("KeyPool", () => {
   });
 });
 
-describe("leaf checks on native X.509 (the scan's fast path)", () => {
+describe("leaf checks (the scan's fast path)", () => {
   it("key match: PKCS#8 and PKCS#1 RSA read from DER, EC through import; mismatched or corrupt keys fail", async () => {
     const ca = await createAuthority({ now: new Date() });
     const signer: Signer = { cert: ca.cert, key: await importPrivateKeyPem(ca.keyPem) };
