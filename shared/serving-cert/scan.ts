@@ -4,7 +4,7 @@ import type * as k8s from "@kubernetes/client-node";
 import { forEachPage } from "../kube/pages.ts";
 import { pagesOf } from "../kube/core.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
-import { MANAGED_BY_LABEL } from "../names.ts";
+import { MANAGED_BY_LABEL, annotations } from "../names.ts";
 import { requestedSecretName } from "./annotations.ts";
 import { recheckDue } from "./failures.ts";
 import {
@@ -28,20 +28,28 @@ const managedBy = Object.entries(MANAGED_BY_LABEL)
   .map(([k, v]) => `${k}=${v}`)
   .join(",");
 
+const OUR_ANNOTATIONS = new Set<string>(Object.values(annotations));
+
 /**
- * Only what judging needs: at 10,000 Services, the full objects (managed fields above all) would be most of the
- * scan's memory.
+ * Only what judging reads, kept for every annotated Service until its Secret's page comes: at 10,000 Services the
+ * full objects (managed fields above all) would be most of the scan's memory, and at 100,000 anything more than
+ * this (a user's own annotations, an array per Secret name) pushes the live set past the heap's limit.
  */
-const slim = (svc: k8s.V1Service): k8s.V1Service => ({
-  metadata: {
-    name: svc.metadata?.name,
-    namespace: svc.metadata?.namespace,
-    uid: svc.metadata?.uid,
-    resourceVersion: svc.metadata?.resourceVersion,
-    annotations: svc.metadata?.annotations,
-  },
-  spec: { clusterIP: svc.spec?.clusterIP },
-});
+function slim(svc: k8s.V1Service): k8s.V1Service {
+  const ours: Record<string, string> = {};
+  for (const [k, v] of Object.entries(svc.metadata?.annotations ?? {}))
+    if (OUR_ANNOTATIONS.has(k)) ours[k] = v;
+  return {
+    metadata: {
+      name: svc.metadata?.name,
+      namespace: svc.metadata?.namespace,
+      uid: svc.metadata?.uid,
+      resourceVersion: svc.metadata?.resourceVersion,
+      annotations: ours,
+    },
+    spec: { clusterIP: svc.spec?.clusterIP },
+  };
+}
 
 export async function scanServices(deps: ServingCertDeps, concurrency = 8): Promise<ScanResult> {
   const result: ScanResult = { services: 0, annotated: 0, pages: 0, outcomes: {} };
@@ -49,15 +57,22 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
   const now = deps.clock.now();
   const tally = (o: Outcome | "failed") => (result.outcomes[o] = (result.outcomes[o] ?? 0) + 1);
 
-  // Annotated Services by the Secret they ask for; the others are dropped page by page.
-  const wanting = new Map<string, k8s.V1Service[]>(); // two Services may name one Secret: one of them loses
+  // Annotated Services by the Secret they ask for; the others are dropped page by page. Two Services may name one
+  // Secret (one of them loses): only then is the entry an array.
+  const wanting = new Map<string, k8s.V1Service | k8s.V1Service[]>();
+  const take = (key: string): k8s.V1Service[] => {
+    const found = wanting.get(key);
+    wanting.delete(key);
+    return found === undefined ? [] : Array.isArray(found) ? found : [found];
+  };
   result.pages += await forEachPage("Services", pagesOf(deps.kube, "Service", { limit: PAGE }), (items) => {
     result.services += items.length;
     for (const svc of items) {
       const secretName = requestedSecretName(svc);
       if (!secretName) continue;
       const key = `${svc.metadata!.namespace}/${secretName}`;
-      wanting.set(key, [...(wanting.get(key) ?? []), slim(svc)]);
+      const already = wanting.get(key);
+      wanting.set(key, already === undefined ? slim(svc) : [...take(key), slim(svc)]);
       result.annotated++;
     }
   });
@@ -92,14 +107,12 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
     async (items) => {
       const pairs = items.flatMap((secret) => {
         const key = `${secret.metadata!.namespace}/${secret.metadata!.name}`;
-        const services = wanting.get(key) ?? [];
-        wanting.delete(key);
-        return services.map((svc) => [svc, secret] as const);
+        return take(key).map((svc) => [svc, secret] as const);
       });
       await mapLimit(pairs, concurrency, ([svc, secret]) => check(svc, secret));
     },
   );
   // Annotated Services with no Secret of ours: missing, or a foreign Secret of that name.
-  await mapLimit([...wanting.values()].flat(), concurrency, (svc) => check(svc, undefined));
+  await mapLimit([...wanting.keys()].flatMap(take), concurrency, (svc) => check(svc, undefined));
   return result;
 }

@@ -263,11 +263,11 @@ describe("rotate-ca: replace, status, dry run", () => {
 describe("expiry-scan", () => {
   it("repairs a world where events were dropped, with a summary whose counts match", async () => {
     const repairNs = await createNamespace(cluster.kc, "repair");
-    const mk = (name: string) =>
+    const mk = (name: string, secretName = `${name}-tls`) =>
       core.createNamespacedService({
         namespace: repairNs,
         body: {
-          metadata: { name, annotations: { [annotations.secretName]: `${name}-tls` } },
+          metadata: { name, annotations: { [annotations.secretName]: secretName } },
           spec: { ports: [{ port: 443 }] },
         },
       });
@@ -278,6 +278,7 @@ describe("expiry-scan", () => {
     }
     // ...then every event lost: new Services, a corrupted certificate, an extra key, an edited bundle.
     for (const name of ["missed-1", "missed-2"]) await mk(name);
+    await mk("twin", "fine-tls"); // a second Service naming a Secret that is another's: refused, never issued
     const broken = await core.readNamespacedSecret({ namespace: repairNs, name: "broken-tls" });
     broken.data!["tls.crt"] = Buffer.from("garbage").toString("base64");
     await core.replaceNamespacedSecret({ namespace: repairNs, name: "broken-tls", body: broken });
@@ -312,6 +313,9 @@ describe("expiry-scan", () => {
     assert.equal(summary.outcomes.issued, 3, JSON.stringify(summary));
     assert.equal(summary.outcomes.stripped, 1, JSON.stringify(summary));
     assert.equal(summary.outcomes.failed ?? 0, 0);
+    assert.ok((summary.outcomes["foreign-secret"] ?? 0) >= 1, JSON.stringify(summary));
+    const twin = await core.readNamespacedService({ namespace: repairNs, name: "twin" });
+    assert.match(twin.metadata!.annotations![annotations.error] ?? "", /was not created for this Service/);
     assert.equal(summary.injected.ConfigMap!.injected, 1, "the edited injected bundle");
     assert.equal(
       (await core.readNamespacedConfigMap({ namespace: ns, name: "trust" })).data!["service-ca.crt"],
