@@ -32,7 +32,8 @@ const CA_NS = "service-ca";
 const log = (l: string) => console.error(`[scan] ${l}`);
 /** expiry-scan's NODE_OPTIONS and REQUEST_TIMEOUT_SECONDS in infra/base/functions/expiry-scan.yaml. */
 // BENCH_SCAN_NODE_OPTIONS tries another setting in its place.
-const DEPLOYED_NODE_OPTIONS = process.env.BENCH_SCAN_NODE_OPTIONS ?? "--max-old-space-size=96 --max-semi-space-size=2";
+const DEPLOYED_NODE_OPTIONS =
+  process.env.BENCH_SCAN_NODE_OPTIONS ?? "--max-old-space-size=96 --max-semi-space-size=2";
 
 const plane = await startControlPlane({ log });
 try {
