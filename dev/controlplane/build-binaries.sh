@@ -33,6 +33,10 @@ node_targets=(
 )
 [ "${1:-}" = --node ] && targets+=("${node_targets[@]}")
 
+# One build at a time per cache: two at once (a test run beside a warm-up) raced on the same temporary file.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock -n 9 || { echo "another build is using $cache; waiting for it" >&2; flock 9; }
 start=$(date +%s)
 built=0
 links="$cache/bin-$(cat "$here"/go/*/go.sum "$0" | sha256sum | cut -c1-12)"

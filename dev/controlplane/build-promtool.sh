@@ -6,6 +6,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH="/usr/local/go/bin:$PATH" CGO_ENABLED=0 GOFLAGS=-mod=mod
 cache=${SERVICE_CA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/service-ca-functions}
+# One build at a time per cache: two at once (a test run beside a warm-up) raced on the same temporary file.
+mkdir -p "$cache"
+exec 9>"$cache/.build.lock"
+flock -n 9 || { echo "another build is using $cache; waiting for it" >&2; flock 9; }
 mod="$here/go/prometheus"
 version=$(grep -o "github.com/prometheus/prometheus v[^ ]*" "$mod/go.mod" | cut -d" " -f2)
 out="$cache/prometheus-$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-16)"
