@@ -2,7 +2,8 @@
 // graph and encodes it through reflection, ~6 CPU ms a leaf, where these few writers take a fraction of one.
 export type Der = Uint8Array<ArrayBuffer>;
 
-const TAG = {
+/** Universal tags, as the whole identifier octet (constructed types with their 0x20 bit). */
+export const TAG = {
   integer: 0x02,
   bitString: 0x03,
   octetString: 0x04,

@@ -1,6 +1,6 @@
 // The checks a scan makes on every served certificate. The certificate is read by the project's own DER reader and
-// its signature checked with one native call against a key object kept per CA: an OpenSSL X509 object per
-// Secret (node:crypto's X509Certificate) cost time and native memory a 100,000-Secret scan never got back.
+// its signature checked with one native call against a key object kept per CA: an OpenSSL X509 object and two key
+// objects per Secret (node:crypto's X509Certificate) took twice the CPU.
 // Anything the reader does not know (another signature algorithm, an issuer named in other bytes) is handed to
 // node:crypto's X509Certificate, whose answer stands.
 import {
@@ -13,6 +13,7 @@ import {
 import type { x509 } from "./x509.ts";
 import type { KeyAlgorithm } from "./keys.ts";
 import { bytesEqual, oidText, readAll, readTime, readTlv, unsignedBytes, type Tlv } from "./der-read.ts";
+import { TAG } from "./der.ts";
 
 /** What judging reads of a certificate, as byte ranges of its DER. */
 interface Fields {
@@ -26,7 +27,6 @@ interface Fields {
   subject: Uint8Array;
   notBefore: Date;
   notAfter: Date;
-  spki: Uint8Array;
   keyAlgorithm: KeyAlgorithm | "other";
   rsa?: { n: Uint8Array; e: Uint8Array };
   dnsNames: string[];
@@ -56,23 +56,24 @@ const SIGNATURES: Record<string, { hash: string; keyType: "rsa" | "ec" }> = {
   "1.2.840.10045.4.3.4": { hash: "sha512", keyType: "ec" },
 };
 
-const SEQUENCE = 0x30;
 const ascii = (b: Uint8Array) => String.fromCharCode(...b);
+/** A TLV's content. */
+const span = (der: Uint8Array, t: Tlv) => der.subarray(t.start, t.end);
 
-/** Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue } (RFC 5280 §4.1). */
+/** Certificate ::= TAG.sequence { tbsCertificate, signatureAlgorithm, signatureValue } (RFC 5280 §4.1). */
 function readFields(der: Uint8Array): Fields {
-  const cert = readTlv(der, 0, SEQUENCE);
+  const cert = readTlv(der, 0, TAG.sequence);
   if (cert.end !== der.length) throw new Error("trailing bytes");
-  const tbsTlv = readTlv(der, cert.start, SEQUENCE);
-  const sigAlg = readTlv(der, tbsTlv.end, SEQUENCE);
-  const sig = readTlv(der, sigAlg.end, 0x03);
+  const tbsTlv = readTlv(der, cert.start, TAG.sequence);
+  const sigAlg = readTlv(der, tbsTlv.end, TAG.sequence);
+  const sig = readTlv(der, sigAlg.end, TAG.bitString);
   if (sig.end !== cert.end || der[sig.start] !== 0) throw new Error("bad signature value");
   const tbs = readAll(der, tbsTlv.start, tbsTlv.end);
   let i = tbs[0]?.tag === 0xa0 ? 1 : 0; // version [0] EXPLICIT, absent for v1
   const [serial, innerAlg, issuer, validity, subject, spki] = tbs.slice(i, (i += 6));
-  if (!spki || serial!.tag !== 0x02 || innerAlg!.tag !== SEQUENCE || issuer!.tag !== SEQUENCE)
+  if (!spki || serial!.tag !== TAG.integer || innerAlg!.tag !== TAG.sequence || issuer!.tag !== TAG.sequence)
     throw new Error("not a TBSCertificate");
-  if (validity!.tag !== SEQUENCE || subject!.tag !== SEQUENCE || spki.tag !== SEQUENCE)
+  if (validity!.tag !== TAG.sequence || subject!.tag !== TAG.sequence || spki.tag !== TAG.sequence)
     throw new Error("not a TBSCertificate");
   const [from, to] = readAll(der, validity!.start, validity!.end);
   if (!to) throw new Error("bad validity");
@@ -81,67 +82,63 @@ function readFields(der: Uint8Array): Fields {
     tbs: whole(tbsTlv),
     signatureAlgorithm: whole(sigAlg),
     innerSignatureAlgorithm: whole(innerAlg!),
-    signatureOid: oidText(span(der, readTlv(der, sigAlg.start, 0x06))),
+    signatureOid: oidText(span(der, readTlv(der, sigAlg.start, TAG.oid))),
     signature: der.subarray(sig.start + 1, sig.end),
     issuer: whole(issuer!),
     subject: whole(subject!),
     notBefore: readTime(der, from!),
     notAfter: readTime(der, to),
-    spki: whole(spki),
     keyAlgorithm: "other",
     dnsNames: [],
   };
   readKey(der, spki, fields);
   for (const t of tbs.slice(i))
-    if (t.tag === 0xa3) readExtensions(der, readTlv(der, t.start, SEQUENCE), fields);
+    if (t.tag === 0xa3) readExtensions(der, readTlv(der, t.start, TAG.sequence), fields);
   return fields;
 }
 
 function readKey(der: Uint8Array, spki: Tlv, out: Fields): void {
-  const alg = readTlv(der, spki.start, SEQUENCE);
-  const key = readTlv(der, alg.end, 0x03);
-  const oid = oidText(span(der, readTlv(der, alg.start, 0x06)));
+  const alg = readTlv(der, spki.start, TAG.sequence);
+  const key = readTlv(der, alg.end, TAG.bitString);
+  const oid = oidText(span(der, readTlv(der, alg.start, TAG.oid)));
   if (oid === OID.rsaEncryption) {
     if (der[key.start] !== 0) throw new Error("bad key bits");
-    const seq = readTlv(der, key.start + 1, SEQUENCE);
-    const n = readTlv(der, seq.start, 0x02);
-    const e = readTlv(der, n.end, 0x02);
+    const seq = readTlv(der, key.start + 1, TAG.sequence);
+    const n = readTlv(der, seq.start, TAG.integer);
+    const e = readTlv(der, n.end, TAG.integer);
     out.rsa = {
-      n: unsignedBytes(der.subarray(n.start, n.end)),
-      e: unsignedBytes(der.subarray(e.start, e.end)),
+      n: unsignedBytes(span(der, n)),
+      e: unsignedBytes(span(der, e)),
     };
     const bits = out.rsa.n.length * 8 - Math.clz32(out.rsa.n[0]!) + 24;
     if (bits === 2048) out.keyAlgorithm = "rsa-2048";
   } else if (oid === OID.ecPublicKey) {
     const params = readTlv(der, readTlv(der, alg.start).end);
-    if (params.tag === 0x06 && oidText(der.subarray(params.start, params.end)) === OID.prime256v1)
+    if (params.tag === TAG.oid && oidText(span(der, params)) === OID.prime256v1)
       out.keyAlgorithm = "ecdsa-p256";
   }
 }
 
-const span = (der: Uint8Array, t: Tlv) => der.subarray(t.start, t.end);
-
-/** Extensions ::= SEQUENCE OF SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
+/** Extensions ::= TAG.sequence OF TAG.sequence { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } */
 function readExtensions(der: Uint8Array, list: Tlv, out: Fields): void {
   for (const ext of readAll(der, list.start, list.end)) {
     const parts = readAll(der, ext.start, ext.end);
     const id = oidText(span(der, parts[0]!));
     const value = parts[parts.length - 1]!;
-    if (value.tag !== 0x04) throw new Error("bad extension");
+    if (value.tag !== TAG.octetString) throw new Error("bad extension");
     if (id === OID.subjectAltName) {
-      const names = readTlv(der, value.start, SEQUENCE);
+      const names = readTlv(der, value.start, TAG.sequence);
       for (const n of readAll(der, names.start, names.end))
-        if (n.tag === 0x82) out.dnsNames.push(ascii(der.subarray(n.start, n.end)));
+        if (n.tag === 0x82) out.dnsNames.push(ascii(span(der, n)));
       out.dnsNames.sort();
     } else if (id === OID.authorityKeyId) {
-      const seq = readTlv(der, value.start, SEQUENCE);
+      const seq = readTlv(der, value.start, TAG.sequence);
       const first = readAll(der, seq.start, seq.end)[0];
-      if (first?.tag === 0x80) out.authorityKeyId = der.subarray(first.start, first.end);
+      if (first?.tag === 0x80) out.authorityKeyId = span(der, first);
     } else if (id === OID.subjectKeyId) {
-      const octets = readTlv(der, value.start, 0x04);
-      out.subjectKeyId = der.subarray(octets.start, octets.end);
+      out.subjectKeyId = span(der, readTlv(der, value.start, TAG.octetString));
     } else if (id === OID.keyUsage) {
-      const bits = readTlv(der, value.start, 0x03);
+      const bits = readTlv(der, value.start, TAG.bitString);
       out.keyCertSign = ((der[bits.start + 1] ?? 0) & 0x04) !== 0; // bit 5, keyCertSign
     }
   }
@@ -174,7 +171,7 @@ export class Leaf {
 export function readLeaf(pem: string | undefined): Leaf | undefined {
   const body = pem?.match(/-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/)?.[1];
   if (!body) return undefined;
-  const der = Buffer.from(body.replace(/\s+/g, ""), "base64");
+  const der = Buffer.from(body, "base64"); // the decoder skips the line breaks
   try {
     return new Leaf(der, readFields(der));
   } catch {
@@ -252,32 +249,30 @@ export function leafKeyMatches(keyPem: string, leaf: Leaf): boolean {
 function rsaPublicPartOf(pem: string): { n: Uint8Array; e: Uint8Array } | undefined {
   const m = /-----BEGIN (RSA )?PRIVATE KEY-----([\s\S]+?)-----END (RSA )?PRIVATE KEY-----/.exec(pem);
   if (!m || m[1] !== m[3]) return undefined;
-  const der = Buffer.from(m[2]!.replace(/\s+/g, ""), "base64");
+  const der = Buffer.from(m[2]!, "base64");
   try {
     let rsaKey: Uint8Array = der;
     if (!m[1]) {
-      // PrivateKeyInfo ::= SEQUENCE { version INTEGER, algorithm SEQUENCE { OID, params }, privateKey OCTET STRING }
-      const info = readTlv(der, 0, SEQUENCE);
-      const version = readTlv(der, info.start, 0x02);
-      const algorithm = readTlv(der, version.end, SEQUENCE);
-      const oid = readTlv(der, algorithm.start, 0x06);
-      if (oidText(der.subarray(oid.start, oid.end)) !== OID.rsaEncryption) return undefined;
-      const octets = readTlv(der, algorithm.end, 0x04);
-      rsaKey = der.subarray(octets.start, octets.end);
+      // PrivateKeyInfo ::= TAG.sequence { version INTEGER, algorithm TAG.sequence { OID, params }, privateKey OCTET STRING }
+      const info = readTlv(der, 0, TAG.sequence);
+      const version = readTlv(der, info.start, TAG.integer);
+      const algorithm = readTlv(der, version.end, TAG.sequence);
+      if (oidText(span(der, readTlv(der, algorithm.start, TAG.oid))) !== OID.rsaEncryption) return undefined;
+      rsaKey = span(der, readTlv(der, algorithm.end, TAG.octetString));
     }
-    // RSAPrivateKey ::= SEQUENCE { version, modulus, publicExponent, privateExponent, prime1, prime2,
+    // RSAPrivateKey ::= TAG.sequence { version, modulus, publicExponent, privateExponent, prime1, prime2,
     // exponent1, exponent2, coefficient } (all INTEGERs): walked to the end, so a truncated or mangled key is
     // refused here as an import would refuse it.
-    const seq = readTlv(rsaKey, 0, SEQUENCE);
-    const version = readTlv(rsaKey, seq.start, 0x02);
-    const n = readTlv(rsaKey, version.end, 0x02);
-    const e = readTlv(rsaKey, n.end, 0x02);
+    const seq = readTlv(rsaKey, 0, TAG.sequence);
+    const version = readTlv(rsaKey, seq.start, TAG.integer);
+    const n = readTlv(rsaKey, version.end, TAG.integer);
+    const e = readTlv(rsaKey, n.end, TAG.integer);
     let end = e.end;
-    for (let i = 0; i < 6; i++) end = readTlv(rsaKey, end, 0x02).end;
+    for (let i = 0; i < 6; i++) end = readTlv(rsaKey, end, TAG.integer).end;
     if (end !== seq.end || seq.end !== rsaKey.length) return undefined;
     return {
-      n: unsignedBytes(rsaKey.subarray(n.start, n.end)),
-      e: unsignedBytes(rsaKey.subarray(e.start, e.end)),
+      n: unsignedBytes(span(rsaKey, n)),
+      e: unsignedBytes(span(rsaKey, e)),
     };
   } catch {
     return undefined;
