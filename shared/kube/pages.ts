@@ -17,26 +17,44 @@ export const listPage =
     return { items: list.items ?? [], continue: list.metadata?.continue };
   };
 
+/**
+ * A list read one page per call, by whoever decides when: each call answers the next page, `undefined` after the
+ * last; an API error becomes a typed error naming what was listed. `pages` counts the requests made.
+ */
+export function pageReader<T>(
+  what: string,
+  page: ListPage<T>,
+): { next: () => Promise<T[] | undefined>; pages: number } {
+  let cont: string | undefined;
+  let done = false;
+  const reader = {
+    pages: 0,
+    next: async (): Promise<T[] | undefined> => {
+      if (done) return undefined;
+      let list;
+      try {
+        list = await page(cont);
+      } catch (err) {
+        throw classifyKubeError(err, `list ${what}`);
+      }
+      reader.pages++;
+      cont = list.continue || undefined;
+      done = !cont;
+      return list.items;
+    },
+  };
+  return reader;
+}
+
 /** Calls `each` with every page in turn; an API error becomes a typed error naming what was listed. */
 export async function forEachPage<T>(
   what: string,
   page: ListPage<T>,
   each: (items: T[]) => Promise<void> | void,
 ): Promise<number> {
-  let pages = 0;
-  let cont: string | undefined;
-  do {
-    let list;
-    try {
-      list = await page(cont);
-    } catch (err) {
-      throw classifyKubeError(err, `list ${what}`);
-    }
-    pages++;
-    await each(list.items);
-    cont = list.continue || undefined;
-  } while (cont);
-  return pages;
+  const reader = pageReader(what, page);
+  for (let items = await reader.next(); items; items = await reader.next()) await each(items);
+  return reader.pages;
 }
 
 /** Every item of every page, for lists known to be small. */

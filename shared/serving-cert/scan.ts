@@ -1,12 +1,13 @@
 // The periodic repair: every annotated Service in the cluster, judged from list pages (Services, and our own
 // Secrets by label), and only what needs a change goes through the full re-read-and-write reconcile.
 import type * as k8s from "@kubernetes/client-node";
-import { forEachPage } from "../kube/pages.ts";
+import { pageReader } from "../kube/pages.ts";
 import { pagesOf } from "../kube/core.ts";
 import { mapLimit } from "../runtime/concurrency.ts";
 import { MANAGED_BY_LABEL, annotations } from "../names.ts";
 import { requestedSecretName } from "./annotations.ts";
 import { recheckDue } from "./failures.ts";
+import { joinByNamespace } from "./scan-join.ts";
 import {
   judge,
   reconcileService,
@@ -20,6 +21,8 @@ export interface ScanResult {
   annotated: number;
   /** list requests made (pages), the scan's whole read cost when nothing needs repair */
   pages: number;
+  /** the most Services and Secrets the join held at once: a namespace's and a page at most, in key order */
+  mostHeld: number;
   outcomes: Partial<Record<Outcome | "failed", number>>;
 }
 
@@ -31,9 +34,8 @@ const managedBy = Object.entries(MANAGED_BY_LABEL)
 const OUR_ANNOTATIONS = new Set<string>(Object.values(annotations));
 
 /**
- * Only what judging reads, kept for every annotated Service until its Secret's page comes: at 10,000 Services the
- * full objects (managed fields above all) would be most of the scan's memory, and at 100,000 anything more than
- * this (a user's own annotations, an array per Secret name) pushes the live set past the heap's limit.
+ * Only what judging reads, kept while a Service waits for its Secret's page: the full objects (managed fields above
+ * all) would be most of the scan's memory.
  */
 function slim(svc: k8s.V1Service): k8s.V1Service {
   const ours: Record<string, string> = {};
@@ -52,30 +54,10 @@ function slim(svc: k8s.V1Service): k8s.V1Service {
 }
 
 export async function scanServices(deps: ServingCertDeps, concurrency = 8): Promise<ScanResult> {
-  const result: ScanResult = { services: 0, annotated: 0, pages: 0, outcomes: {} };
+  const result: ScanResult = { services: 0, annotated: 0, pages: 0, mostHeld: 0, outcomes: {} };
   const material = await deps.ca.signingMaterial();
   const now = deps.clock.now();
   const tally = (o: Outcome | "failed") => (result.outcomes[o] = (result.outcomes[o] ?? 0) + 1);
-
-  // Annotated Services by the Secret they ask for; the others are dropped page by page. Two Services may name one
-  // Secret (one of them loses): only then is the entry an array.
-  const wanting = new Map<string, k8s.V1Service | k8s.V1Service[]>();
-  const take = (key: string): k8s.V1Service[] => {
-    const found = wanting.get(key);
-    wanting.delete(key);
-    return found === undefined ? [] : Array.isArray(found) ? found : [found];
-  };
-  result.pages += await forEachPage("Services", pagesOf(deps.kube, "Service", { limit: PAGE }), (items) => {
-    result.services += items.length;
-    for (const svc of items) {
-      const secretName = requestedSecretName(svc);
-      if (!secretName) continue;
-      const key = `${svc.metadata!.namespace}/${secretName}`;
-      const already = wanting.get(key);
-      wanting.set(key, already === undefined ? slim(svc) : [...take(key), slim(svc)]);
-      result.annotated++;
-    }
-  });
 
   const check = async (svc: k8s.V1Service, listed: k8s.V1Secret | undefined) => {
     const ns = svc.metadata!.namespace!;
@@ -100,19 +82,38 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
     }
   };
 
-  // Our Secrets, a page at a time, each judged beside the Service that asked for it.
-  result.pages += await forEachPage(
+  // Services and our Secrets (by label) are read side by side, a page at a time, and each annotated Service is
+  // judged once its Secret's page has come (or the Secrets' list has passed its namespace without it).
+  const services = pageReader("Services", pagesOf(deps.kube, "Service", { limit: PAGE }));
+  const secrets = pageReader(
     "serving Secrets",
     pagesOf(deps.kube, "Secret", { labelSelector: managedBy, limit: PAGE }),
-    async (items) => {
-      const pairs = items.flatMap((secret) => {
-        const key = `${secret.metadata!.namespace}/${secret.metadata!.name}`;
-        return take(key).map((svc) => [svc, secret] as const);
-      });
-      await mapLimit(pairs, concurrency, ([svc, secret]) => check(svc, secret));
-    },
   );
-  // Annotated Services with no Secret of ours: missing, or a foreign Secret of that name.
-  await mapLimit([...wanting.keys()].flatMap(take), concurrency, (svc) => check(svc, undefined));
+  const joined = await joinByNamespace({
+    services: services.next,
+    secrets: secrets.next,
+    namespaceOf: (svc: k8s.V1Service) => svc.metadata!.namespace!,
+    want: (svc) => {
+      const secretName = requestedSecretName(svc);
+      return secretName ? { namespace: svc.metadata!.namespace!, secretName, kept: slim(svc) } : undefined;
+    },
+    where: (secret: k8s.V1Secret) => ({
+      namespace: secret.metadata!.namespace!,
+      name: secret.metadata!.name!,
+    }),
+    judge: (pairs) =>
+      mapLimit(pairs, concurrency, ([svc, secret]) => check(svc, secret)).then(() => undefined),
+  });
+  if (!joined.inOrder)
+    deps.log.warn(
+      "the lists came out of the API server's key order: Services were checked without their Secrets",
+      {
+        mostHeld: joined.mostHeld,
+      },
+    );
+  result.services = joined.services;
+  result.annotated = joined.annotated;
+  result.mostHeld = joined.mostHeld;
+  result.pages = services.pages + secrets.pages;
   return result;
 }
