@@ -3,6 +3,7 @@
 // start-up, which is most of a cold start.
 import { build, type Plugin } from "esbuild";
 import { rm } from "node:fs/promises";
+import { builtinModules } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { functionNames, functionsDir } from "../shared/host/functions.ts";
@@ -46,7 +47,7 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
         minify: true,
         keepNames: true,
         logLevel: "warning",
-        plugins: [clientNodeWithoutSideEffects],
+        plugins: [clientNodeWithoutSideEffects, builtinsThroughRequire, neverReached],
         // Some bundled CommonJS dependencies call require() for Node's own modules.
         banner: {
           js: `import { createRequire as __cr } from "node:module"; const require = __cr(import.meta.url);`,
@@ -75,6 +76,69 @@ const clientNodeWithoutSideEffects: Plugin = {
         ? { path: join(args.resolveDir, args.path), sideEffects: false }
         : undefined,
     );
+  },
+};
+
+/**
+ * Node's own modules are required, not imported: importing one into an ES module builds its ES facade, which reads
+ * every export, and `node:http`'s lazy `WebSocket`, `CloseEvent` and `MessageEvent` then load all of undici at
+ * start-up (most of a cold start's time in Node's own code, measured in BENCHMARKS.md's Cold start).
+ */
+const builtinsThroughRequire: Plugin = {
+  name: "builtins-through-require",
+  setup(b) {
+    const builtin = new RegExp(
+      `^(node:)?(${builtinModules.map((m) => m.replace(/[/]/g, "\\/")).join("|")})$`,
+    );
+    b.onResolve({ filter: builtin }, (args) =>
+      args.namespace === "builtin" || args.kind === "require-call"
+        ? { path: args.path, external: true }
+        : { path: args.path.replace(/^node:/, ""), namespace: "builtin" },
+    );
+    b.onLoad({ filter: /.*/, namespace: "builtin" }, (args) => ({
+      contents: `module.exports = require(${JSON.stringify(`node:${args.path}`)});`,
+      loader: "js",
+    }));
+  },
+};
+
+/**
+ * Dependencies of dependencies that no function reaches at run time, left out of the bundles: each would only be
+ * parsed (or evaluated) at every start. Each is replaced by a module that says so if it is ever called.
+ */
+const NEVER_REACHED: Record<string, { importer: RegExp; why: string; stub: string }> = {
+  // node-fetch (client-node's) takes Node's own URL (`Url.URL || whatwgUrl.URL`); whatwg-url's tr46 table is 265 KB
+  // and is evaluated at load, with the deprecated punycode module.
+  "whatwg-url": {
+    importer: /node_modules\/node-fetch\//,
+    why: "node-fetch uses Node's URL",
+    stub: "module.exports = {};",
+  },
+  // body-parser's decoders (494 KB of code pages): the functions read bodies with express.raw, which decodes none.
+  "iconv-lite": {
+    importer: /node_modules\/(body-parser|raw-body)\//,
+    why: "the functions read raw bodies (express.raw) and decode none",
+    stub: `const no = () => { throw new Error("iconv-lite is not in this bundle: the functions read raw bodies (scripts/build.ts)"); };
+module.exports = { getDecoder: no, encodingExists: no, decode: no };`,
+  },
+};
+
+const neverReached: Plugin = {
+  name: "never-reached",
+  setup(b) {
+    const names = Object.keys(NEVER_REACHED).join("|");
+    b.onResolve({ filter: new RegExp(`^(${names})$`) }, (args) => {
+      const entry = NEVER_REACHED[args.path]!;
+      if (!entry.importer.test(args.importer))
+        throw new Error(
+          `${args.path} imported from ${args.importer}: scripts/build.ts leaves it out (${entry.why})`,
+        );
+      return { path: args.path, namespace: "never-reached" };
+    });
+    b.onLoad({ filter: /.*/, namespace: "never-reached" }, (args) => ({
+      contents: NEVER_REACHED[args.path]!.stub,
+      loader: "js",
+    }));
   },
 };
 

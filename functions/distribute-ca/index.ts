@@ -1,6 +1,6 @@
 // distribute-ca: copies the service CA bundle into every selected namespace (opt-in, configured by a ConfigMap in
 // the CA namespace), keeps every copy current through rotations, and removes only the copies it made.
-import { z } from "zod";
+import * as z from "zod";
 import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../../shared/ca-store/layout.ts";

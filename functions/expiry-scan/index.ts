@@ -1,6 +1,6 @@
 // expiry-scan: the hourly repair (and the fan-out after a CA change): rotate a CA that is due, republish the bundle
 // if it drifted, bring every annotated Service's Secret up to date and, on its ping, re-inject every kind.
-import { z } from "zod";
+import * as z from "zod";
 import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { forbidden } from "../../shared/runtime/errors.ts";

@@ -1,5 +1,5 @@
 // rotate-ca: rotates the service CA when it nears expiry (daily ping), or when an authorized admin asks.
-import { z } from "zod";
+import * as z from "zod";
 import { defineFunction } from "../../shared/host/define.ts";
 import { pingEvent } from "../../shared/events/knative.ts";
 import { openCaStore } from "../../shared/ca-store/store.ts";

@@ -1,6 +1,6 @@
 // sign-csr: the signer for CertificateSigningRequests of signerName service-ca.dev/serving. Approved requests get
 // a serving certificate from the service CA; with AUTO_APPROVE, ServiceAccounts' requests are approved or denied.
-import { z } from "zod";
+import * as z from "zod";
 import { defineFunction } from "../../shared/host/define.ts";
 import { apiServerEvent, pingEvent } from "../../shared/events/knative.ts";
 import { openCaStore } from "../../shared/ca-store/store.ts";

@@ -1,5 +1,5 @@
 // Where CA state lives (configurable, with the defaults of names.ts); the one definition every function reads.
-import { z } from "zod";
+import * as z from "zod";
 import { caDefaults } from "../names.ts";
 
 export const caStoreConfigShape = {

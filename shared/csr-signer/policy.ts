@@ -1,6 +1,6 @@
 // The signer's rules without I/O: our signerName, where a CSR stands, who asked, and which names it may claim.
 import type * as k8s from "@kubernetes/client-node";
-import { z } from "zod";
+import * as z from "zod";
 import { reservedName } from "../serving-cert/dns-names.ts";
 
 /**

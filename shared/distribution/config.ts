@@ -1,6 +1,6 @@
 // The cluster-wide opt-in: a ConfigMap in the CA namespace says whether, where and under which names the CA bundle
 // is copied into namespaces. Parsed strictly, so a typo is an error rather than a silently ignored key.
-import { z } from "zod";
+import * as z from "zod";
 import { copyNames, DISTRIBUTED_LABEL } from "../names.ts";
 import { parseLabelSelector, SelectorError, type LabelSelector } from "./selector.ts";
 

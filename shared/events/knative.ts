@@ -1,5 +1,5 @@
 // The CloudEvents Knative's ApiServerSource (both modes) and PingSource emit, as zod schemas.
-import { z } from "zod";
+import * as z from "zod";
 
 const dns1123Subdomain = z
   .string()

@@ -3,7 +3,7 @@
 import { definerFor } from "../runtime/define.ts";
 import type { EventSourceRef } from "../runtime/event-senders.ts";
 import type { KubeAccess } from "../kube/client.ts";
-import { z } from "zod";
+import * as z from "zod";
 import { apiServerEvent, pingEvent } from "../events/knative.ts";
 import { caLocationFrom, caStoreConfigShape } from "../ca-store/layout.ts";
 import { forbidden, transient } from "../runtime/errors.ts";

@@ -1,6 +1,6 @@
 // Turns an HTTP request into a validated CloudEvent envelope (binary or structured mode), or a typed error.
 import { HTTP } from "cloudevents";
-import { z } from "zod";
+import * as z from "zod";
 import { FunctionError, malformed } from "./errors.ts";
 
 export type Headers = Record<string, string | string[] | undefined>;

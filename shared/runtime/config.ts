@@ -1,5 +1,5 @@
 // Configuration from environment variables and --flags, validated with zod before anything starts.
-import { z } from "zod";
+import * as z from "zod";
 
 /** Each key is an environment variable; `--lower-kebab-case` of it is the matching flag. */
 export type ConfigShape = Record<string, z.ZodType>;

@@ -1,5 +1,5 @@
 // What a function is: a name, its config, the events it accepts, and a handler. Nothing else.
-import type { z } from "zod";
+import type * as z from "zod";
 import type { ConfigShape } from "./config.ts";
 import type { Logger } from "./logger.ts";
 import type { Clock } from "./clock.ts";

@@ -1,7 +1,7 @@
 // Who may send a function events: its own Knative sources' OIDC identities, with a token for its audience, checked
 // before the body is read. The token check itself (signature, TokenReview) is injected: the runtime knows no API.
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import * as z from "zod";
 import type { Clock } from "./clock.ts";
 import { FunctionError } from "./errors.ts";
 import type { ConfigShape } from "./config.ts";

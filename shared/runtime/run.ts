@@ -3,7 +3,7 @@
 // caller's wiring (shared/host/run-host.ts): the runtime knows no API server.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { z } from "zod";
+import * as z from "zod";
 import { ConfigError, helpText, parseConfig, readRawConfig, runtimeConfigShape } from "./config.ts";
 import type { AnyFunctionDefinition } from "./define.ts";
 import { createLogger } from "./logger.ts";

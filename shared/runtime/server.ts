@@ -1,6 +1,6 @@
 // The Knative-style HTTP host for one function: POST / takes a CloudEvent, /health/* answers probes.
 import express, { type NextFunction, type Request, type Response } from "express";
-import { z } from "zod";
+import * as z from "zod";
 import type { AnyFunctionDefinition } from "./define.ts";
 import { asFunctionError, FunctionError, httpStatusFor } from "./errors.ts";
 import { parseCloudEvent } from "./cloudevent.ts";

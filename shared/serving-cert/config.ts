@@ -1,6 +1,6 @@
 // Settings shared by every function that issues serving certificates, and the scan's own.
 import { availableParallelism } from "node:os";
-import { z } from "zod";
+import * as z from "zod";
 
 export const servingCertConfigShape = {
   SERVING_CERT_VALIDITY_DAYS: z.coerce

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { loadAll } from "js-yaml";
 import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
-import { z } from "zod";
+import * as z from "zod";
 import {
   createSenderCheck,
   knativeOidcServiceAccount,

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import type { Server } from "node:http";
 import { CloudEvent, HTTP } from "cloudevents";
-import { z } from "zod";
+import * as z from "zod";
 import { defineFunction } from "../../shared/runtime/define.ts";
 import { createFunctionHost } from "../../shared/runtime/server.ts";
 import { createLogger } from "../../shared/runtime/logger.ts";
