@@ -2,7 +2,7 @@
 // esbuild bundle `npm run build` writes) and, for comparison, from the TypeScript sources through tsx.
 import { FUNCTION_PROCESS_ENV } from "../dev/function-process-env.ts";
 import { spawn } from "node:child_process";
-import { writeFile, mkdtemp } from "node:fs/promises";
+import { mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFunctions } from "../scripts/build.ts";
@@ -64,6 +64,27 @@ async function timeToReady(args: string[], env: Record<string, string> = {}): Pr
 
 const bundles = await buildFunctions();
 const rows: (string | number)[][] = [];
+
+// The floor of this measurement: Node 24 itself answering readiness from node:http, with no dependency loaded.
+const floorScript = join(dir, "node-http-alone.mjs");
+await writeFile(
+  floorScript,
+  `import { createServer } from "node:http";
+createServer((_, res) => res.end("ok")).listen(Number(process.env.PORT), process.env.HOST);`,
+);
+const floor: number[] = [];
+for (let i = 0; i < RUNS; i++) floor.push(await timeToReady([floorScript]));
+const floorSorted = [...floor].sort((a, b) => a - b);
+rows.push([
+  "(node:http alone, the floor)",
+  "—",
+  percentile(floorSorted, 50),
+  floorSorted[0]!,
+  floorSorted.at(-1)!,
+  "—",
+  "—",
+  "—",
+]);
 for (const [name, bundle] of Object.entries(bundles).sort()) {
   const runs: number[] = [];
   for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([bundle]));
@@ -79,6 +100,7 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
   const med = percentile(sorted, 50);
   rows.push([
     name,
+    ((await stat(bundle)).size / 1e6).toFixed(2),
     med,
     sorted[0]!,
     sorted.at(-1)!,
@@ -97,6 +119,7 @@ printTable(
   `Cold start: spawn → /health/readiness 200, ms, median of ${RUNS} (${machine()})`,
   [
     "function",
+    "bundle MB",
     "bundle median",
     "min",
     "max",

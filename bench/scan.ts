@@ -142,7 +142,16 @@ try {
       ([k]) => !k.endsWith(" leases") && !k.endsWith(" events"),
     );
     const total = delta.reduce((n, [, v]) => n + v, 0);
-    rows.push([label, wall, rss, rssBefore, total, Number(result.pages), JSON.stringify(result.outcomes)]);
+    rows.push([
+      label,
+      wall,
+      rss,
+      rssBefore,
+      total,
+      Number(result.pages),
+      result.mostHeld === undefined ? "—" : Number(result.mostHeld),
+      JSON.stringify(result.outcomes),
+    ]);
     if (detail.length === 0) detail = delta.map(([k, v]) => [k, v]);
   }
   printTable(
@@ -154,6 +163,7 @@ try {
       "idle RSS MB",
       "API requests",
       "pages",
+      "held at most",
       "outcomes",
     ],
     rows,
