@@ -1,6 +1,7 @@
 // The scan's join of annotated Services with our Secrets, both read a page at a time in the API server's list order
 // (namespace, then name), so what is held is a page of Secrets and at most one namespace's annotated Services (a
-// Secret whose Service has not come waits until the Services pass its namespace), not the cluster's.
+// Secret whose Service has not come waits until the Services pass its namespace), not the cluster's, and the next
+// page while those are judged.
 //
 // Only memory rests on that order. Out of order, a Service may be passed on without the Secret it names (its check
 // then reads it, as for a Secret the label did not find), never skipped and never paired with another Secret.
@@ -78,7 +79,9 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
     return found;
   };
 
-  const settle = async () => {
+  // Pairs what can be paired now: held Secrets with their Services, and Services whose namespace the Secrets have
+  // passed with nothing (no Secret of ours for them: missing, or a foreign one).
+  const settle = (): Array<readonly [S, Sec | undefined]> => {
     stats.mostHeld = Math.max(stats.mostHeld, wanted + held.length);
     const pairs: Array<readonly [S, Sec | undefined]> = [];
     held = held.filter((secret) => {
@@ -87,7 +90,6 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
       for (const svc of services) pairs.push([svc, secret]);
       return services.length === 0 && !servicesRead.passed(namespace);
     });
-    // Services whose namespace the Secrets have passed: no Secret of ours for them (missing, or a foreign one).
     for (const [namespace, byName] of wanting) {
       if (!secretsRead.passed(namespace)) continue;
       for (const services of byName.values()) {
@@ -96,11 +98,10 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
       }
       wanting.delete(namespace);
     }
-    await src.judge(pairs);
+    return pairs;
   };
 
-  const readServices = async () => {
-    const page = await src.services();
+  const addServices = (page: Svc[] | undefined) => {
     if (page === undefined) return void (servicesRead.done = true);
     stats.services += page.length;
     for (const svc of page) {
@@ -115,8 +116,7 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
     }
   };
 
-  const readSecrets = async () => {
-    const page = await src.secrets();
+  const addSecrets = (page: Sec[] | undefined) => {
     if (page === undefined) return void (secretsRead.done = true);
     for (const secret of page) secretsRead.saw(src.where(secret).namespace);
     held.push(...page);
@@ -124,10 +124,30 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
 
   // Secrets are read while Services wait for them and none of the Secrets read still waits for its Service;
   // Services otherwise. Once every Service has been read and matched, the remaining Secrets are nobody's concern.
-  while (!servicesRead.done || (wanted > 0 && !secretsRead.done)) {
-    if (servicesRead.done || (!secretsRead.done && held.length === 0 && wanted > 0)) await readSecrets();
-    else await readServices();
-    await settle();
+  const nextList = (): "services" | "secrets" | undefined => {
+    if (servicesRead.done && (wanted === 0 || secretsRead.done)) return undefined;
+    return servicesRead.done || (!secretsRead.done && held.length === 0 && wanted > 0)
+      ? "secrets"
+      : "services";
+  };
+  const fetchPage = (list: "services" | "secrets") => {
+    const page: Promise<Svc[] | Sec[] | undefined> = list === "services" ? src.services() : src.secrets();
+    page.catch(() => undefined); // answered below, after the pairs in hand are judged
+    return page;
+  };
+
+  // Which page comes next depends only on what has been read, not on the verdicts: it is asked for before the
+  // pairs in hand are judged, so the API server answers while this process judges (one page more in memory).
+  let list = nextList();
+  let page = list && fetchPage(list);
+  while (list && page) {
+    const items = await page;
+    if (list === "services") addServices(items as Svc[] | undefined);
+    else addSecrets(items as Sec[] | undefined);
+    const pairs = settle();
+    list = nextList();
+    page = list && fetchPage(list);
+    await src.judge(pairs);
   }
   stats.inOrder = servicesRead.inOrder && secretsRead.inOrder;
   return stats;

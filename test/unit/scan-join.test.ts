@@ -122,6 +122,48 @@ describe("the scan's join of Services and Secrets", () => {
     assert.equal(early.secretPages, 1);
   });
 
+  it("asks for the next page before it judges the pairs in hand, and for no page it would not have read", async () => {
+    const services = keyOrder(
+      ["a", "b", "c"].flatMap((namespace) =>
+        Array.from({ length: 4 }, (_, i) => ({ namespace, name: `s${i}`, secret: `s${i}-tls` })),
+      ),
+    );
+    const secrets = services.map((s) => ({ namespace: s.namespace, name: s.secret! }));
+    const log: string[] = [];
+    const logged =
+      <T>(what: string, list: { next: () => Promise<T[] | undefined> }) =>
+      () => {
+        log.push(what);
+        return list.next();
+      };
+    await joinByNamespace<Svc, Sec, Svc>({
+      services: logged("services", pages(services, 4)),
+      secrets: logged("secrets", pages(secrets, 4)),
+      namespaceOf: (svc) => svc.namespace,
+      want: (svc) => ({ namespace: svc.namespace, secretName: svc.secret!, kept: svc }),
+      where: (secret) => secret,
+      judge: async (pairs) => {
+        if (pairs.length === 0) return;
+        log.push(`judge ${pairs.length}`);
+        await new Promise((r) => setTimeout(r, 1));
+      },
+    });
+    // Each namespace's four pairs are judged while the next page of Services is being read (the last one's, while
+    // the list's end is); no Secrets page is asked for past the last Service's Secret.
+    assert.deepEqual(log, [
+      "services",
+      "secrets",
+      "services",
+      "judge 4",
+      "secrets",
+      "services",
+      "judge 4",
+      "secrets",
+      "services",
+      "judge 4",
+    ]);
+  });
+
   it("in any order and paging, every annotated Service is judged once, never beside another's Secret; in key order each Secret reaches a Service naming it", async () => {
     const name = fc.constantFrom("a", "b", "c", "a-b", "a-b-c", "b0");
     const arb = fc.record({
