@@ -22,6 +22,7 @@ import {
   signServingCertificate,
 } from "../shared/pki/index.ts";
 import { apiServerRequests, countsSince, machine, peakRssMb, printTable } from "./support.ts";
+import { knativeServices } from "../dev/manifests/eventing-only.ts";
 
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
 const PER_NAMESPACE = 500;
@@ -30,10 +31,18 @@ const PER_NAMESPACE = 500;
 const HEADLESS = SERVICES > 60_000;
 const CA_NS = "service-ca";
 const log = (l: string) => console.error(`[scan] ${l}`);
-/** expiry-scan's NODE_OPTIONS and REQUEST_TIMEOUT_SECONDS in infra/base/functions/expiry-scan.yaml. */
-// BENCH_SCAN_NODE_OPTIONS tries another setting in its place.
-const DEPLOYED_NODE_OPTIONS =
-  process.env.BENCH_SCAN_NODE_OPTIONS ?? "--max-old-space-size=96 --max-semi-space-size=2";
+// expiry-scan's env in infra/ (NODE_OPTIONS, REQUEST_TIMEOUT_SECONDS): the variant "as deployed" runs with it.
+// BENCH_SCAN_NODE_OPTIONS ("a;b") adds variants beside it.
+const deployedEnv = Object.fromEntries(
+  (
+    knativeServices().find((k) => k.metadata.name === "expiry-scan")?.spec.template.spec.containers[0]?.env ??
+    []
+  ).map((e) => [e.name, e.value]),
+);
+const DEPLOYED_NODE_OPTIONS = deployedEnv.NODE_OPTIONS;
+const REQUEST_TIMEOUT_SECONDS = deployedEnv.REQUEST_TIMEOUT_SECONDS;
+if (!DEPLOYED_NODE_OPTIONS || !REQUEST_TIMEOUT_SECONDS)
+  throw new Error("infra/base/functions/expiry-scan.yaml sets no NODE_OPTIONS or REQUEST_TIMEOUT_SECONDS");
 
 const plane = await startControlPlane({ log });
 try {
@@ -48,7 +57,11 @@ try {
       kubeconfig,
       bundle: bundles["expiry-scan"],
       logFile: join(plane.dir, "logs", "expiry-scan.log"),
-      env: { LOG_LEVEL: "warn", REQUEST_TIMEOUT_SECONDS: "595", NODE_OPTIONS: nodeOptions },
+      env: {
+        LOG_LEVEL: "warn",
+        REQUEST_TIMEOUT_SECONDS,
+        NODE_OPTIONS: nodeOptions,
+      },
     });
   let scan = await start();
   const ping = async () => {
