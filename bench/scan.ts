@@ -57,11 +57,7 @@ try {
       kubeconfig,
       bundle: bundles["expiry-scan"],
       logFile: join(plane.dir, "logs", "expiry-scan.log"),
-      env: {
-        LOG_LEVEL: "warn",
-        REQUEST_TIMEOUT_SECONDS,
-        NODE_OPTIONS: nodeOptions,
-      },
+      env: { LOG_LEVEL: "warn", REQUEST_TIMEOUT_SECONDS, NODE_OPTIONS: nodeOptions },
     });
   let scan = await start();
   const ping = async () => {

@@ -6,9 +6,11 @@
 // Only memory rests on that order. Out of order, a Service may be passed on without the Secret it names (its check
 // then reads it, as for a Secret the label did not find), never skipped and never paired with another Secret.
 
-/** What the join keeps of an annotated Service: the Secret it asks for, and `kept` (the part judging reads). */
+/**
+ * What the join keeps of an annotated Service: the Secret it asks for (in the Service's namespace) and `kept` (the
+ * part judging reads).
+ */
 export interface Wanted<S> {
-  namespace: string;
   secretName: string;
   kept: S;
 }
@@ -105,12 +107,13 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
     if (page === undefined) return void (servicesRead.done = true);
     stats.services += page.length;
     for (const svc of page) {
-      servicesRead.saw(src.namespaceOf(svc));
+      const namespace = src.namespaceOf(svc);
+      servicesRead.saw(namespace);
       const w = src.want(svc);
       if (!w) continue;
       stats.annotated++;
-      let byName = wanting.get(w.namespace);
-      if (!byName) wanting.set(w.namespace, (byName = new Map()));
+      let byName = wanting.get(namespace);
+      if (!byName) wanting.set(namespace, (byName = new Map()));
       byName.set(w.secretName, [...(byName.get(w.secretName) ?? []), w.kept]);
       wanted++;
     }
@@ -124,29 +127,23 @@ export async function joinByNamespace<Svc, Sec, S>(src: JoinSources<Svc, Sec, S>
 
   // Secrets are read while Services wait for them and none of the Secrets read still waits for its Service;
   // Services otherwise. Once every Service has been read and matched, the remaining Secrets are nobody's concern.
-  const nextList = (): "services" | "secrets" | undefined => {
+  // Each page asked for comes with what adds it to what the join holds, applied once the pairs before it are judged.
+  const nextPage = (): Promise<() => void> | undefined => {
     if (servicesRead.done && (wanted === 0 || secretsRead.done)) return undefined;
-    return servicesRead.done || (!secretsRead.done && held.length === 0 && wanted > 0)
-      ? "secrets"
-      : "services";
-  };
-  const fetchPage = (list: "services" | "secrets") => {
-    const page: Promise<Svc[] | Sec[] | undefined> = list === "services" ? src.services() : src.secrets();
+    const page =
+      servicesRead.done || (!secretsRead.done && held.length === 0 && wanted > 0)
+        ? src.secrets().then((items) => () => addSecrets(items))
+        : src.services().then((items) => () => addServices(items));
     page.catch(() => undefined); // answered below, after the pairs in hand are judged
     return page;
   };
 
   // Which page comes next depends only on what has been read, not on the verdicts: it is asked for before the
   // pairs in hand are judged, so the API server answers while this process judges (one page more in memory).
-  let list = nextList();
-  let page = list && fetchPage(list);
-  while (list && page) {
-    const items = await page;
-    if (list === "services") addServices(items as Svc[] | undefined);
-    else addSecrets(items as Sec[] | undefined);
+  for (let page = nextPage(); page;) {
+    (await page)();
     const pairs = settle();
-    list = nextList();
-    page = list && fetchPage(list);
+    page = nextPage();
     await src.judge(pairs);
   }
   stats.inOrder = servicesRead.inOrder && secretsRead.inOrder;

@@ -95,7 +95,7 @@ export async function scanServices(deps: ServingCertDeps, concurrency = 8): Prom
     namespaceOf: (svc: k8s.V1Service) => svc.metadata!.namespace!,
     want: (svc) => {
       const secretName = requestedSecretName(svc);
-      return secretName ? { namespace: svc.metadata!.namespace!, secretName, kept: slim(svc) } : undefined;
+      return secretName ? { secretName, kept: slim(svc) } : undefined;
     },
     where: (secret: k8s.V1Secret) => ({
       namespace: secret.metadata!.namespace!,

@@ -44,7 +44,7 @@ async function join(services: Svc[], secrets: Sec[], size: number) {
     services: svcPages.next,
     secrets: secPages.next,
     namespaceOf: (svc) => svc.namespace,
-    want: (svc) => (svc.secret ? { namespace: svc.namespace, secretName: svc.secret, kept: svc } : undefined),
+    want: (svc) => (svc.secret ? { secretName: svc.secret, kept: svc } : undefined),
     where: (secret) => secret,
     judge: async (pairs) => void judged.push(...pairs),
   });
@@ -140,7 +140,7 @@ describe("the scan's join of Services and Secrets", () => {
       services: logged("services", pages(services, 4)),
       secrets: logged("secrets", pages(secrets, 4)),
       namespaceOf: (svc) => svc.namespace,
-      want: (svc) => ({ namespace: svc.namespace, secretName: svc.secret!, kept: svc }),
+      want: (svc) => ({ secretName: svc.secret!, kept: svc }),
       where: (secret) => secret,
       judge: async (pairs) => {
         if (pairs.length === 0) return;
