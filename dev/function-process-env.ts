@@ -8,3 +8,28 @@ export const FUNCTION_PROCESS_ENV: Readonly<Record<string, string>> = {
   // back when freed; by default the memory that compiling the bundle took stays in the process for good.
   MALLOC_MMAP_THRESHOLD_: "32768",
 };
+
+/** The image's whole environment (dev/image/service-image.ts writes it into the image's config). */
+export const IMAGE_ENV: Readonly<Record<string, string>> = {
+  PATH: "/usr/local/bin:/usr/bin:/bin",
+  NODE_ENV: "production",
+  ...FUNCTION_PROCESS_ENV,
+};
+
+/**
+ * A function's process as in a Pod of the image, for starts that must reach no cluster (the build's code cache,
+ * bench:cold-start): the image's environment and in-cluster credentials, whose API server is a closed loopback port.
+ */
+export function podLikeEnv(port: number, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    ...base,
+    ...IMAGE_ENV,
+    PATH: base.PATH ?? IMAGE_ENV.PATH,
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    KUBERNETES_SERVICE_HOST: "127.0.0.1",
+    KUBERNETES_SERVICE_PORT: "9",
+  };
+  delete env.KUBECONFIG;
+  return env;
+}

@@ -16,10 +16,10 @@ import {
 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, posix } from "node:path";
-import { buildFunctions } from "../../scripts/build.ts";
+import { buildFunctions, bundleFiles } from "../../scripts/build.ts";
 import { functionNames } from "../../shared/host/functions.ts";
 import { debianPackages, sharedLibraries, type DebianPackage } from "./debian.ts";
-import { FUNCTION_PROCESS_ENV } from "../function-process-env.ts";
+import { IMAGE_ENV } from "../function-process-env.ts";
 import { writeImage, type ImageConfig, type Layer, type LayerEntry, type WrittenImage } from "./oci.ts";
 
 const root = join(import.meta.dirname, "../..");
@@ -106,7 +106,7 @@ export async function buildFunctionsImage(opts: FunctionsImageOptions): Promise<
   const config: ImageConfig = {
     user: `${NONROOT}:${NONROOT}`,
     workingDir: "/app",
-    env: { PATH: "/usr/local/bin:/usr/bin:/bin", NODE_ENV: "production", ...FUNCTION_PROCESS_ENV },
+    env: IMAGE_ENV,
     entrypoint: [NODE_IN_IMAGE, "/app/main.mjs"],
     labels: {
       "org.opencontainers.image.source": sourceUrl(),
@@ -263,7 +263,7 @@ async function crtFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * The image's /app as a plain directory (main.mjs and functions/<name>.mjs, no sourcemaps): what the Containerfile
+ * The image's /app as a plain directory (main.mjs and each function's launcher, bundle and code cache, no sourcemaps): what the Containerfile
  * copies into its runtime stage, so both images run the same dispatcher.
  */
 export async function writeAppDir(dir: string): Promise<void> {
@@ -273,7 +273,8 @@ export async function writeAppDir(dir: string): Promise<void> {
     await buildFunctions(undefined, bundles);
     await mkdir(join(dir, "functions"), { recursive: true });
     await writeFile(join(dir, "main.mjs"), dispatcherSource(functions));
-    for (const f of functions) await copyFile(join(bundles, `${f}.mjs`), join(dir, "functions", `${f}.mjs`));
+    for (const file of functions.flatMap(bundleFiles))
+      await copyFile(join(bundles, file), join(dir, "functions", file));
   } finally {
     await rm(bundles, { recursive: true, force: true });
   }
@@ -282,9 +283,9 @@ export async function writeAppDir(dir: string): Promise<void> {
 function appLayer(bundles: string, functions: string[]): LayerEntry[] {
   return [
     { path: "/app/main.mjs", content: dispatcherSource(functions) },
-    ...functions.map((f) => ({
-      path: `/app/functions/${f}.mjs`,
-      fromFile: join(bundles, `${f}.mjs`),
+    ...functions.flatMap(bundleFiles).map((file) => ({
+      path: `/app/functions/${file}`,
+      fromFile: join(bundles, file),
       mode: 0o644,
     })),
   ];

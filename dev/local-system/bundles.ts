@@ -27,6 +27,7 @@ export async function sourcesKey(): Promise<string> {
     ...(await filesUnder("functions")),
     ...(await filesUnder("shared")),
     "scripts/build.ts",
+    "dev/function-process-env.ts",
     "package-lock.json",
   ].sort();
   const hash = createHash("sha256");

@@ -93,7 +93,7 @@ export async function runFunction<Services extends object>(
   log.info("listening", { port, host: config.HOST, pid: process.pid });
   log.info("event senders", { audience: config.EVENT_AUDIENCE, senders: config.EVENT_SENDERS });
   // The API server's signing keys, once, so that no event (and no forged one) waits for or causes the fetch.
-  tokens
+  const prefetched = tokens
     .prefetch()
     .catch((err: unknown) =>
       log.warn("signing keys not fetched yet; the first event fetches them", { error: String(err) }),
@@ -118,4 +118,7 @@ export async function runFunction<Services extends object>(
   };
   process.on("SIGTERM", () => void stop("SIGTERM"));
   process.on("SIGINT", () => void stop("SIGINT"));
+  // Resolved once the start has settled (the build writes the code cache then: shared/host/launch.ts); nothing
+  // waits for it to serve.
+  await prefetched;
 }

@@ -33,6 +33,7 @@ import {
   type UnpackedImage,
 } from "../../dev/image/runc.ts";
 import { functionNames } from "../../shared/host/functions.ts";
+import { bundleFiles } from "../../scripts/build.ts";
 import { annotations } from "../../shared/names.ts";
 
 const run = promisify(execFile);
@@ -239,7 +240,10 @@ describe("the image", () => {
     );
     assert.deepEqual(
       files.filter((f) => f.startsWith("/app/")).sort(),
-      ["/app/main.mjs", ...functionNames().map((f) => `/app/functions/${f}.mjs`)].sort(),
+      [
+        "/app/main.mjs",
+        ...functionNames().flatMap((f) => bundleFiles(f).map((b) => `/app/functions/${b}`)),
+      ].sort(),
     );
     const passwd = await readFile(join(image.rootfs, "etc/passwd"), "utf8");
     assert.match(passwd, new RegExp(`^nonroot:x:${NONROOT}:${NONROOT}:`, "m"));
