@@ -24,25 +24,29 @@ const writing = process.env.SERVICE_CA_WRITE_CODE_CACHE === "1";
 // written under the bare file name, the cache is the same bytes wherever the build put the bundle. A copy, not
 // basename()'s slice of the whole path, which V8 would write out with it.
 const nameInCache = [...basename(bundle)].join("");
-const cachedData = !writing && existsSync(cacheFile) ? readFileSync(cacheFile) : undefined;
-
-// The wrapper Node's CommonJS loader puts around a module, so the bundle runs as it would from require().
-const script = new vm.Script(
-  `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, "utf8")}\n})`,
-  { filename: writing ? nameInCache : bundle, cachedData },
-);
-if (cachedData && script.cachedDataRejected)
-  // Not an error (V8 compiled the bundle itself), but every start is slower: another Node binary, say.
-  console.error(
-    JSON.stringify({
-      time: new Date().toISOString(),
-      level: "warn",
-      msg: "code cache rejected by this Node binary: starting without it",
-      cache: cacheFile,
-      node: process.version,
-    }),
+/** The bundle, compiled from its cache where this Node accepts it; neither the cache's bytes nor the file stay held. */
+function compileBundle(): Vm.Script {
+  const cachedData = !writing && existsSync(cacheFile) ? readFileSync(cacheFile) : undefined;
+  // The wrapper Node's CommonJS loader puts around a module, so the bundle runs as it would from require().
+  const compiled = new vm.Script(
+    `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, "utf8")}\n})`,
+    { filename: writing ? nameInCache : bundle, cachedData },
   );
+  if (cachedData && compiled.cachedDataRejected)
+    // Not an error (V8 compiled the bundle itself), but every start is slower: another Node binary, say.
+    console.error(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        level: "warn",
+        msg: "code cache rejected by this Node binary: starting without it",
+        cache: cacheFile,
+        node: process.version,
+      }),
+    );
+  return compiled;
+}
 
+const script = compileBundle();
 const module = { exports: {} as { started?: Promise<void> } };
 (script.runInThisContext() as (...args: unknown[]) => void)(
   module.exports,
