@@ -18,18 +18,15 @@ export const IMAGE_ENV: Readonly<Record<string, string>> = {
 
 /**
  * A function's process as in a Pod of the image, for starts that must reach no cluster (the build's code cache,
- * bench:cold-start): the image's environment and in-cluster credentials, whose API server is a closed loopback port.
+ * bench:cold-start): the image's environment and in-cluster credentials, whose API server is a closed loopback port,
+ * and nothing of the caller's environment, so that what the start runs does not depend on who started it.
  */
-export function podLikeEnv(port: number, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {
-    ...base,
+export function podLikeEnv(port: number): NodeJS.ProcessEnv {
+  return {
     ...IMAGE_ENV,
-    PATH: base.PATH ?? IMAGE_ENV.PATH,
     PORT: String(port),
     HOST: "127.0.0.1",
     KUBERNETES_SERVICE_HOST: "127.0.0.1",
     KUBERNETES_SERVICE_PORT: "9",
   };
-  delete env.KUBECONFIG;
-  return env;
 }
