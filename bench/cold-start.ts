@@ -5,8 +5,8 @@ import { podLikeEnv } from "../dev/function-process-env.ts";
 import { spawn } from "node:child_process";
 import { copyFile, mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { basename, dirname, join } from "node:path";
-import { buildFunctions } from "../scripts/build.ts";
+import { dirname, join } from "node:path";
+import { buildFunctions, bundleFiles } from "../scripts/build.ts";
 import { freePort } from "../dev/processes.ts";
 import { machine, percentile, printTable } from "./support.ts";
 
@@ -73,11 +73,11 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
   const runs: number[] = [];
   for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([bundle]));
   // The same launcher and bundle without the code cache beside them: V8 parses and compiles what the start runs.
+  const [launcherFile, bundleFile] = bundleFiles(name);
   const bare = await mkdtemp(join(tmpdir(), "cold-start-no-cache-"));
-  for (const f of [basename(bundle), basename(bundle).replace(/\.mjs$/, ".cjs")])
-    await copyFile(join(dirname(bundle), f), join(bare, f));
+  for (const f of [launcherFile, bundleFile]) await copyFile(join(dirname(bundle), f), join(bare, f));
   const uncached: number[] = [];
-  for (let i = 0; i < RUNS; i++) uncached.push(await timeToReady([join(bare, basename(bundle))]));
+  for (let i = 0; i < RUNS; i++) uncached.push(await timeToReady([join(bare, launcherFile)]));
   const dev: number[] = [];
   for (let i = 0; i < DEV_RUNS; i++)
     dev.push(await timeToReady(["--import", "tsx", join(root, "shared/host/main.ts"), name]));
@@ -85,7 +85,7 @@ for (const [name, bundle] of Object.entries(bundles).sort()) {
   const med = percentile(sorted, 50);
   rows.push([
     name,
-    ((await stat(bundle.replace(/\.mjs$/, ".cjs"))).size / 1e6).toFixed(2),
+    ((await stat(join(dirname(bundle), bundleFile))).size / 1e6).toFixed(2),
     med,
     sorted[0]!,
     sorted.at(-1)!,

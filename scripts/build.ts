@@ -16,7 +16,7 @@ const root = join(import.meta.dirname, "..");
 const defaultOut = join(root, "dist");
 
 /** A function's files in a build: the launcher a process starts, the bundle it runs and the bundle's code cache. */
-export const bundleFiles = (name: string) => [`${name}.mjs`, `${name}.cjs`, `${name}.cjs.cache`];
+export const bundleFiles = (name: string) => [`${name}.mjs`, `${name}.cjs`, `${name}.cjs.cache`] as const;
 
 export async function buildFunctions(only?: string[], out = defaultOut): Promise<Record<string, string>> {
   const names = only ?? functionNames();
@@ -24,7 +24,8 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
   const bundles: Record<string, string> = {};
   await Promise.all(
     names.map(async (name) => {
-      const outfile = join(out, `${name}.cjs`);
+      const [launcherFile, bundleFile] = bundleFiles(name);
+      const outfile = join(out, bundleFile);
       const entry = relative(root, join(functionsDir, name, "index.ts"));
       await build({
         stdin: {
@@ -57,7 +58,7 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
         logLevel: "warning",
         plugins: [clientNodeWithoutSideEffects, builtinsThroughRequire, neverReached],
       });
-      const launcher = join(out, `${name}.mjs`);
+      const launcher = join(out, launcherFile);
       await build({
         entryPoints: [join(root, "shared/host/launch.ts")],
         platform: "node",

@@ -263,8 +263,8 @@ async function crtFiles(dir: string): Promise<string[]> {
 }
 
 /**
- * The image's /app as a plain directory (main.mjs and each function's launcher, bundle and code cache, no sourcemaps): what the Containerfile
- * copies into its runtime stage, so both images run the same dispatcher.
+ * The image's /app as a plain directory (main.mjs and each function's launcher, bundle and code cache, no
+ * sourcemaps): what the Containerfile copies into its runtime stage, so both images run the same dispatcher.
  */
 export async function writeAppDir(dir: string): Promise<void> {
   const functions = functionNames();

@@ -1,7 +1,8 @@
 // What dist/<function>.mjs is (scripts/build.ts): it runs the function's bundle, <function>.cjs beside it, through
 // V8 with the code cache the build wrote by starting that bundle once, <function>.cjs.cache. With it V8 neither
-// parses nor compiles what a start runs, which was nearly half of a cold start (BENCHMARKS.md, Cold start). Node's own
-// compile cache (NODE_COMPILE_CACHE) keeps only what is compiled before a module runs: for a bundle, its top level.
+// parses nor compiles what a start runs, which was nearly half of a cold start (BENCHMARKS.md, Cold start). Node's
+// own compile cache (NODE_COMPILE_CACHE) keeps only what is compiled before a module runs: for a bundle, its top
+// level.
 //
 // SERVICE_CA_WRITE_CODE_CACHE=1 is the build's mode: start, answer one readiness probe, write the cache, exit.
 import { createRequire } from "node:module";
@@ -24,6 +25,7 @@ const writing = process.env.SERVICE_CA_WRITE_CODE_CACHE === "1";
 // written under the bare file name, the cache is the same bytes wherever the build put the bundle. A copy, not
 // basename()'s slice of the whole path, which V8 would write out with it.
 const nameInCache = [...basename(bundle)].join("");
+
 /** The bundle, compiled from its cache where this Node accepts it; neither the cache's bytes nor the file stay held. */
 function compileBundle(): Vm.Script {
   const cachedData = !writing && existsSync(cacheFile) ? readFileSync(cacheFile) : undefined;
