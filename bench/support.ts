@@ -123,6 +123,36 @@ export const rssMb = (pid: number) => statusMb(pid, "VmRSS");
 export const peakRssMb = (pid: number) => statusMb(pid, "VmHWM");
 
 /**
+ * The peaks of a process's resident memory as the kernel splits it (RssAnon: heap, stacks, malloc; RssFile: mapped
+ * files, for Node its own binary's pages), sampled every `everyMs`, MB. VmHWM is the exact peak of their sum.
+ */
+export class RssSplit {
+  anonMb = 0;
+  fileMb = 0;
+  readonly #timer: NodeJS.Timeout;
+  constructor(
+    readonly pid: number,
+    everyMs = 20,
+  ) {
+    this.#timer = setInterval(() => this.sample(), everyMs);
+  }
+  sample(): void {
+    try {
+      const status = readFileSync(`/proc/${this.pid}/status`, "utf8");
+      const kb = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+      this.anonMb = Math.max(this.anonMb, kb("RssAnon") / 1024);
+      this.fileMb = Math.max(this.fileMb, kb("RssFile") / 1024);
+    } catch {
+      // gone
+    }
+  }
+  stop(): void {
+    clearInterval(this.#timer);
+    this.sample();
+  }
+}
+
+/**
  * The kube-apiserver's own count of the requests it served, by verb and resource (`apiserver_request_total`,
  * summed over codes and scopes), read from its /metrics with the admin's credentials.
  */

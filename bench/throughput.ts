@@ -15,6 +15,7 @@ import {
   peakRssMb,
   printTable,
   rssMb,
+  RssSplit,
 } from "./support.ts";
 import { scrape } from "../dev/metrics.ts";
 
@@ -48,6 +49,7 @@ const system = await startLocalSystem({
   log: (l) => console.error(`[system] ${l}`),
   functionEnv: JSON.parse(process.env.BENCH_FUNCTION_ENV ?? "{}") as Record<string, string>,
 });
+const issuerRss = new RssSplit(system.functions.get("issue-serving-cert")!.process.pid);
 try {
   const core = system.kc.makeApiClient(k8s.CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NS } } });
@@ -102,6 +104,7 @@ try {
   const after = await rawKeyRate(KEYS);
   const raw = (before + after) / 2;
   const rate = COUNT / wall;
+  const busy = cpuUsed.reduce((a, b) => a + b, 0) + (benchCpu.user + benchCpu.system) / 1e6;
   const m = await scrape(system.functions.get("issue-serving-cert")!.url);
   const sum = (prefix: string) => [...m].filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0);
   const events = sum("service_ca_request_duration_seconds_count");
@@ -121,6 +124,14 @@ try {
       [
         `CPU s available in the burst (${availableParallelism()} cores × wall)`,
         availableParallelism() * wall,
+      ],
+      [
+        "the cores busy during the burst, % of CPU s available",
+        (busy / (availableParallelism() * wall)) * 100,
+      ],
+      [
+        "ratio at most, had the issuer spent nothing but its keys and the rest what it spent (the 0.9 target's bound)",
+        COUNT / ((busy - cpuUsed[0]! + COUNT * (keyCpuMs / 1000)) / availableParallelism()) / raw,
       ],
       ["events handled by issue-serving-cert (whole run)", events],
       [
@@ -151,6 +162,7 @@ try {
     .reduce((n, [, v]) => n + v, 0);
   const perCert = issuerCpuMs / COUNT;
   const rss = peakRssMb(system.functions.get("issue-serving-cert")!.process.pid);
+  issuerRss.stop();
   const vs = (ours: number, theirs: number) => `${(ours / theirs).toFixed(2)}×`;
   printTable(
     `Per certificate: the burst of ${COUNT} above (issuer from /proc; requests as the kube-apiserver counted them)`,
@@ -175,6 +187,8 @@ try {
         .map(([k, v]): [string, number, string, string] => [`  ${k}`, v / COUNT, "", ""]),
       ["writes per certificate (create, update, patch, delete)", writes / COUNT, "", ""],
       ["issuer peak RSS, MB (whole run)", rss, OPERATOR.rssMb, vs(rss, OPERATOR.rssMb)],
+      ["  peak of its anonymous memory (V8's heap, malloc, stacks), MB", issuerRss.anonMb, "", ""],
+      ["  peak of its mapped files (the Node binary's pages, shared), MB", issuerRss.fileMb, "", ""],
     ],
   );
   printTable(
@@ -185,5 +199,6 @@ try {
       .map(([name, f]) => [name, idleRss.get(name) ?? NaN, peakRssMb(f.process.pid)]),
   );
 } finally {
+  issuerRss.stop();
   await system.stop();
 }
