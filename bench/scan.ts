@@ -21,7 +21,7 @@ import {
   privateKeyToPem,
   signServingCertificate,
 } from "../shared/pki/index.ts";
-import { apiServerRequests, countsSince, machine, peakRssMb, printTable } from "./support.ts";
+import { apiServerRequests, countsSince, machine, peakRssMb, printTable, RssSplit } from "./support.ts";
 import { knativeServices } from "../dev/manifests/eventing-only.ts";
 
 const SERVICES = Number(process.env.BENCH_SERVICES ?? 10_000);
@@ -144,12 +144,14 @@ try {
     await scan.process.stop();
     scan = await start(nodeOptions);
     const rssBefore = peakRssMb(scan.process.pid);
+    const split = new RssSplit(scan.process.pid);
     const before = await apiServerRequests(kc);
     const started = performance.now();
     const result = await ping();
     const wall = (performance.now() - started) / 1000;
     const after = await apiServerRequests(kc);
     const rss = peakRssMb(scan.process.pid);
+    split.stop();
     const delta = [...countsSince(before, after)].filter(
       ([k]) => !k.endsWith(" leases") && !k.endsWith(" events"),
     );
@@ -158,6 +160,7 @@ try {
       label,
       wall,
       rss,
+      `${split.anonMb.toFixed(1)} / ${split.fileMb.toFixed(1)}`,
       rssBefore,
       total,
       Number(result.pages),
@@ -172,6 +175,7 @@ try {
       "process",
       `wall s (≤ ${SERVICES > 10_000 ? 30 : 5})`,
       "peak RSS MB (≤ 150)",
+      "of it at most: anonymous / mapped files, MB",
       "idle RSS MB",
       "API requests",
       "pages",
