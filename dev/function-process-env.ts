@@ -9,6 +9,18 @@ export const FUNCTION_PROCESS_ENV: Readonly<Record<string, string>> = {
   MALLOC_MMAP_THRESHOLD_: "32768",
 };
 
+/**
+ * The flags on every function's Node command line, before the launcher: in the image's entrypoint, in the start
+ * that writes each bundle's code cache, and in every start of a bundle here. V8 accepts a code cache only under
+ * the flags it was written with, so the four must agree (a test of each compares them with this list).
+ *
+ * --max-opt=1: V8 runs the functions on its two lower tiers (Ignition, Sparkplug), never Maglev or TurboFan. Their
+ * work is RSA in OpenSSL and waiting on the API server; the optimizing compilers' own pages of the Node binary and
+ * their zones were ~12 MB of the issuer's peak RSS through a burst (BENCHMARKS.md, Memory). V8 refuses it in
+ * NODE_OPTIONS and v8.setFlagsFromString does not change tiering once started, hence the command line.
+ */
+export const FUNCTION_NODE_FLAGS: readonly string[] = ["--max-opt=1"];
+
 /** The image's whole environment (dev/image/service-image.ts writes it into the image's config). */
 export const IMAGE_ENV: Readonly<Record<string, string>> = {
   PATH: "/usr/local/bin:/usr/bin:/bin",

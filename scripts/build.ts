@@ -9,7 +9,7 @@ import { builtinModules, createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { functionNames, functionsDir } from "../shared/host/functions.ts";
-import { podLikeEnv } from "../dev/function-process-env.ts";
+import { FUNCTION_NODE_FLAGS, podLikeEnv } from "../dev/function-process-env.ts";
 import { freePort } from "../dev/processes.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -88,8 +88,9 @@ async function writeCodeCache(launcher: string): Promise<void> {
     KEY_POOL_SIZE: "0",
   };
   // A fixed seed makes the cache the same bytes at every build (the image is reproducible); V8 leaves the seed out
-  // of the flags a cache must match, and each running process still draws its own.
-  const child = spawn(process.execPath, ["--random-seed=1", launcher], {
+  // of the flags a cache must match, and each running process still draws its own. The functions' own flags are
+  // in that hash: every start of the bundle passes them.
+  const child = spawn(process.execPath, ["--random-seed=1", ...FUNCTION_NODE_FLAGS, launcher], {
     env,
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -35,14 +35,16 @@ function compileBundle(): Vm.Script {
     { filename: writing ? nameInCache : bundle, cachedData },
   );
   if (cachedData && compiled.cachedDataRejected)
-    // Not an error (V8 compiled the bundle itself), but every start is slower: another Node binary, say.
+    // Not an error (V8 compiled the bundle itself), but every start is slower: another Node binary, say, or V8
+    // flags other than the ones the cache was written under (dev/function-process-env.ts, FUNCTION_NODE_FLAGS).
     console.error(
       JSON.stringify({
         time: new Date().toISOString(),
         level: "warn",
-        msg: "code cache rejected by this Node binary: starting without it",
+        msg: "code cache rejected by this Node binary or its flags: starting without it",
         cache: cacheFile,
         node: process.version,
+        flags: process.execArgv,
       }),
     );
   return compiled;

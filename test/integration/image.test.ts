@@ -18,7 +18,7 @@ import { opensslVerifies } from "../support/tls.ts";
 import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../../dev/audit.ts";
 import { apiServerEvent, type ObjectLike } from "../../dev/events.ts";
 import { freePort, waitFor } from "../../dev/processes.ts";
-import { FUNCTION_PROCESS_ENV } from "../../dev/function-process-env.ts";
+import { FUNCTION_NODE_FLAGS, FUNCTION_PROCESS_ENV } from "../../dev/function-process-env.ts";
 import {
   buildImage,
   NONROOT,
@@ -179,6 +179,8 @@ async function startInContainer(fn: string) {
       progressing: () => exit === undefined,
     },
   );
+  // The entrypoint's flags are the ones the build wrote the code cache under, or every start would compile anew.
+  assert.doesNotMatch(container.output(), /code cache rejected/);
   // POSTs an event as the source would, with its bearer token.
   const send = async (ev: { headers: Record<string, string>; body: string }) => {
     const headers = { ...ev.headers, authorization: `Bearer ${senderToken.status!.token}` };
@@ -224,8 +226,12 @@ describe("the image", () => {
   it("runs as 65532 from Node and the bundles alone, small enough to pull quickly", async () => {
     const c = image.config;
     assert.equal(c.User, `${NONROOT}:${NONROOT}`);
-    assert.deepEqual(c.Entrypoint, [NODE_IN_IMAGE, "/app/main.mjs"]);
+    // Node with the flags the code caches were written under (FUNCTION_NODE_FLAGS), then the dispatcher.
+    assert.deepEqual(c.Entrypoint, [NODE_IN_IMAGE, ...FUNCTION_NODE_FLAGS, "/app/main.mjs"]);
     assert.equal(c.WorkingDir, "/app");
+    // The Containerfile's image starts the same way.
+    const containerfile = await readFile(join(repo, "Containerfile"), "utf8");
+    assert.deepEqual(JSON.parse(/^ENTRYPOINT (.+)$/m.exec(containerfile)![1]!), c.Entrypoint);
     assert.ok(c.Env?.includes("NODE_ENV=production"));
     // The memory settings the benchmarks measured the functions with (dev/function-process-env.ts).
     for (const [k, v] of Object.entries(FUNCTION_PROCESS_ENV)) assert.ok(c.Env?.includes(`${k}=${v}`), k);
@@ -275,7 +281,7 @@ describe("the image", () => {
         process: { user: { uid: number }; args: string[] };
       };
       assert.equal(umociConfig.process.user.uid, NONROOT);
-      assert.deepEqual(umociConfig.process.args, [NODE_IN_IMAGE, "/app/main.mjs"]);
+      assert.deepEqual(umociConfig.process.args, [NODE_IN_IMAGE, ...FUNCTION_NODE_FLAGS, "/app/main.mjs"]);
     },
   );
 });
@@ -311,7 +317,12 @@ describe("the image run by runc as a kubelet runs it", () => {
     assert.deepEqual(proc.uids, [NONROOT, NONROOT, NONROOT, NONROOT]);
     assert.equal(BigInt(`0x${proc.capEff}`), 0n);
     assert.ok(proc.rootOptions.includes("ro"), `root mounted ${proc.rootOptions.join(",")}`);
-    assert.deepEqual(proc.cmdline.slice(0, 3), [NODE_IN_IMAGE, "/app/main.mjs", "issue-serving-cert"]);
+    assert.deepEqual(proc.cmdline.slice(0, 3 + FUNCTION_NODE_FLAGS.length), [
+      NODE_IN_IMAGE,
+      ...FUNCTION_NODE_FLAGS,
+      "/app/main.mjs",
+      "issue-serving-cert",
+    ]);
 
     const ns = await createNamespace(cluster.kc, "image");
     const svc = await core.createNamespacedService({

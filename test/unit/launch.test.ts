@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildFunctions } from "../../scripts/build.ts";
+import { FUNCTION_NODE_FLAGS } from "../../dev/function-process-env.ts";
 
 const run = promisify(execFile);
 // The issuer: the function that does work in the background as it starts (its key pool).
@@ -15,8 +16,9 @@ const name = "issue-serving-cert";
 let first: string;
 let second: string;
 
-const help = async (launcher: string) => {
-  const { stdout, stderr } = await run(process.execPath, [launcher, name, "--help"]);
+// As the image starts a function: Node with the functions' flags, then the launcher.
+const help = async (launcher: string, flags = FUNCTION_NODE_FLAGS) => {
+  const { stdout, stderr } = await run(process.execPath, [...flags, launcher, name, "--help"]);
   return { stdout, stderr };
 };
 
@@ -47,6 +49,12 @@ describe("a function's launcher and code cache", () => {
     assert.doesNotMatch(stderr, /code cache/);
   });
 
+  it("the functions' flags are part of what the cache must match: started without them, it is rejected", async () => {
+    const { stdout, stderr } = await help(join(first, `${name}.mjs`), []);
+    assert.match(stdout, /KEY_POOL_SIZE/);
+    assert.match(stderr, /code cache rejected/);
+  });
+
   it("a cache this Node rejects is said once on stderr, and the function starts all the same", async () => {
     const cache = join(first, `${name}.cjs.cache`);
     const good = await readFile(cache);
@@ -58,6 +66,7 @@ describe("a function's launcher and code cache", () => {
       assert.equal(warning.level, "warn");
       assert.match(String(warning.msg), /code cache rejected/);
       assert.equal(warning.node, process.version);
+      assert.deepEqual(warning.flags, FUNCTION_NODE_FLAGS);
     } finally {
       await writeFile(cache, good);
     }
