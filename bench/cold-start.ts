@@ -1,7 +1,7 @@
 // Cold start: each function from process spawn to /health/readiness 200, median of 10, as deployed (the
-// launcher, bundle and code cache `npm run build` writes, run with the image's Node flags in a Pod's environment) and, for comparison, the same
+// launcher, bundle and code cache `npm run build` writes, run with the function's Node flags in a Pod's environment) and, for comparison, the same
 // bundle without its code cache and the TypeScript sources through tsx.
-import { FUNCTION_NODE_FLAGS, podLikeEnv } from "../dev/function-process-env.ts";
+import { nodeFlagsOf, podLikeEnv } from "../dev/function-process-env.ts";
 import { spawn } from "node:child_process";
 import { copyFile, mkdtemp, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -46,8 +46,7 @@ async function timeToReady(args: string[]): Promise<number> {
 const bundles = await buildFunctions();
 const rows: (string | number)[][] = [];
 
-// The floor of this measurement: Node 24 itself (with the functions' flags) answering readiness from node:http,
-// with no dependency loaded.
+// The floor of this measurement: Node 24 itself answering readiness from node:http, with no dependency loaded.
 // Taken through require, as the launcher and bundles take it (an ES import of node:http builds its ES facade, which
 // loads undici: ~50 ms more, which the floor printed until 2026-12-03).
 const floorScript = join(dir, "node-http-alone.mjs");
@@ -58,7 +57,7 @@ const { createServer } = createRequire(import.meta.url)("node:http");
 createServer((_, res) => res.end("ok")).listen(Number(process.env.PORT), process.env.HOST);`,
 );
 const floor: number[] = [];
-for (let i = 0; i < RUNS; i++) floor.push(await timeToReady([...FUNCTION_NODE_FLAGS, floorScript]));
+for (let i = 0; i < RUNS; i++) floor.push(await timeToReady([floorScript]));
 const floorSorted = [...floor].sort((a, b) => a - b);
 rows.push([
   "(node:http alone, the floor)",
@@ -72,14 +71,14 @@ rows.push([
 ]);
 for (const [name, bundle] of Object.entries(bundles).sort()) {
   const runs: number[] = [];
-  for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([...FUNCTION_NODE_FLAGS, bundle]));
+  for (let i = 0; i < RUNS; i++) runs.push(await timeToReady([...nodeFlagsOf(name), bundle]));
   // The same launcher and bundle without the code cache beside them: V8 parses and compiles what the start runs.
   const [launcherFile, bundleFile] = bundleFiles(name);
   const bare = await mkdtemp(join(tmpdir(), "cold-start-no-cache-"));
   for (const f of [launcherFile, bundleFile]) await copyFile(join(dirname(bundle), f), join(bare, f));
   const uncached: number[] = [];
   for (let i = 0; i < RUNS; i++)
-    uncached.push(await timeToReady([...FUNCTION_NODE_FLAGS, join(bare, launcherFile)]));
+    uncached.push(await timeToReady([...nodeFlagsOf(name), join(bare, launcherFile)]));
   const dev: number[] = [];
   for (let i = 0; i < DEV_RUNS; i++)
     dev.push(await timeToReady(["--import", "tsx", join(root, "shared/host/main.ts"), name]));

@@ -10,16 +10,22 @@ export const FUNCTION_PROCESS_ENV: Readonly<Record<string, string>> = {
 };
 
 /**
- * The flags on every function's Node command line, before the launcher: in the image's entrypoint, in the start
- * that writes each bundle's code cache, and in every start of a bundle here. V8 accepts a code cache only under
- * the flags it was written with, so the four must agree (a test of each compares them with this list).
+ * The flags on a function's Node command line, before the dispatcher: in its container's command (infra/), in the
+ * start that writes its bundle's code cache, and in every start of its bundle here. V8 accepts a code cache only
+ * under the flags it was written with, so these must agree (test/unit/function-command.test.ts).
  *
- * --max-opt=1: V8 runs the functions on its two lower tiers (Ignition, Sparkplug), never Maglev or TurboFan. Their
- * work is RSA in OpenSSL and waiting on the API server; the optimizing compilers' own pages of the Node binary and
- * their zones were ~12 MB of the issuer's peak RSS through a burst (BENCHMARKS.md, Memory). V8 refuses it in
- * NODE_OPTIONS and v8.setFlagsFromString does not change tiering once started, hence the command line.
+ * --max-opt=1 keeps V8 on its two lower tiers (Ignition, Sparkplug), never Maglev or TurboFan: the issuer's work is
+ * RSA key generation in OpenSSL and waiting on the API server, and the optimizing compilers' pages of the Node
+ * binary and their zones were ~15 MB of its peak RSS through a burst (BENCHMARKS.md, Per certificate). Not for the
+ * functions whose work is JavaScript: on the lower tiers the 10,000-Service scan took 1.4–1.5× as long and the
+ * rotation's ConfigMap fan-out 1.4× (BENCHMARKS.md, Memory). V8 refuses the flag in NODE_OPTIONS, and
+ * v8.setFlagsFromString does not change tiering once V8 runs, hence the command line.
  */
-export const FUNCTION_NODE_FLAGS: readonly string[] = ["--max-opt=1"];
+const NODE_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  "issue-serving-cert": ["--max-opt=1"],
+};
+
+export const nodeFlagsOf = (fn: string): readonly string[] => NODE_FLAGS[fn] ?? [];
 
 /** The image's whole environment (dev/image/service-image.ts writes it into the image's config). */
 export const IMAGE_ENV: Readonly<Record<string, string>> = {

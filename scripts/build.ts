@@ -9,7 +9,7 @@ import { builtinModules, createRequire } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { functionNames, functionsDir } from "../shared/host/functions.ts";
-import { FUNCTION_NODE_FLAGS, podLikeEnv } from "../dev/function-process-env.ts";
+import { nodeFlagsOf, podLikeEnv } from "../dev/function-process-env.ts";
 import { freePort } from "../dev/processes.ts";
 
 const root = join(import.meta.dirname, "..");
@@ -67,7 +67,7 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
         outfile: launcher,
         logLevel: "warning",
       });
-      await writeCodeCache(launcher);
+      await writeCodeCache(launcher, nodeFlagsOf(name));
       bundles[name] = launcher;
     }),
   );
@@ -78,7 +78,7 @@ export async function buildFunctions(only?: string[], out = defaultOut): Promise
  * Starts the function once, as a Pod would (in-cluster credentials, the image's environment), so that V8's cache
  * holds everything its start compiles. Its API server is a closed loopback port: nothing leaves the machine.
  */
-async function writeCodeCache(launcher: string): Promise<void> {
+async function writeCodeCache(launcher: string, nodeFlags: readonly string[]): Promise<void> {
   const env: NodeJS.ProcessEnv = {
     ...podLikeEnv(await freePort()),
     LOG_LEVEL: "error",
@@ -88,9 +88,9 @@ async function writeCodeCache(launcher: string): Promise<void> {
     KEY_POOL_SIZE: "0",
   };
   // A fixed seed makes the cache the same bytes at every build (the image is reproducible); V8 leaves the seed out
-  // of the flags a cache must match, and each running process still draws its own. The functions' own flags are
-  // in that hash: every start of the bundle passes them.
-  const child = spawn(process.execPath, ["--random-seed=1", ...FUNCTION_NODE_FLAGS, launcher], {
+  // of the flags a cache must match, and each running process still draws its own. The function's own flags are
+  // in that hash: every start of its bundle passes them.
+  const child = spawn(process.execPath, ["--random-seed=1", ...nodeFlags, launcher], {
     env,
     stdio: ["ignore", "ignore", "pipe"],
   });

@@ -83,7 +83,9 @@ export async function unpackImage(ociDir: string, tag: string, rootfs: string): 
 export interface ContainerSpec {
   /** an unpacked image (unpackImage) */
   image: UnpackedImage;
-  /** the pod's args (after the image's entrypoint) */
+  /** the container's command, which replaces the image's entrypoint (as in a pod); the entrypoint if not given */
+  command?: string[];
+  /** the pod's args (after the command) */
   args: string[];
   /** the container's env, after the image's (later wins, as in a pod) */
   env?: Record<string, string>;
@@ -181,7 +183,7 @@ export async function runContainer(spec: ContainerSpec): Promise<RunningContaine
       process: {
         terminal: false,
         user: { uid: user.uid, gid: user.gid, additionalGids: [user.gid] },
-        args: [...(spec.image.config.Entrypoint ?? []), ...spec.args],
+        args: [...(spec.command ?? spec.image.config.Entrypoint ?? []), ...spec.args],
         env: [...env].map(([k, v]) => `${k}=${v}`),
         cwd: spec.image.config.WorkingDir || "/",
         // securityContext: capabilities drop [ALL], allowPrivilegeEscalation: false

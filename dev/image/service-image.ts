@@ -19,7 +19,7 @@ import { join, posix } from "node:path";
 import { buildFunctions, bundleFiles } from "../../scripts/build.ts";
 import { functionNames } from "../../shared/host/functions.ts";
 import { debianPackages, sharedLibraries, type DebianPackage } from "./debian.ts";
-import { FUNCTION_NODE_FLAGS, IMAGE_ENV } from "../function-process-env.ts";
+import { IMAGE_ENV, nodeFlagsOf } from "../function-process-env.ts";
 import { writeImage, type ImageConfig, type Layer, type LayerEntry, type WrittenImage } from "./oci.ts";
 
 const root = join(import.meta.dirname, "../..");
@@ -28,8 +28,13 @@ export const imageRepository = "ghcr.io/service-ca-functions/functions";
 export const NONROOT = 65532;
 /** where Node is in the image (the entrypoint's first word, so argv[0] of every function's process) */
 export const NODE_IN_IMAGE = "/usr/local/bin/node";
-/** Node with the functions' flags (the ones their code caches were written under), then the dispatcher */
-export const imageEntrypoint = [NODE_IN_IMAGE, ...FUNCTION_NODE_FLAGS, "/app/main.mjs"];
+/** Node, then the dispatcher: how a function starts unless its container's command says otherwise */
+export const imageEntrypoint = [NODE_IN_IMAGE, "/app/main.mjs"];
+/**
+ * How `fn` starts in a container of the image: Node with the flags its code cache was written under, then the
+ * dispatcher. Where these are not the image's entrypoint, infra/ gives the function's container this command.
+ */
+export const commandOf = (fn: string): string[] => [NODE_IN_IMAGE, ...nodeFlagsOf(fn), "/app/main.mjs"];
 /** where `npm run image` writes the image */
 export const imageDir = join(root, "dist", "image");
 

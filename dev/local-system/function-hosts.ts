@@ -2,7 +2,7 @@
 import { join } from "node:path";
 import { freePort, spawnTied, tailOf, waitFor, type Tied } from "../processes.ts";
 import { bundleOf } from "./bundles.ts";
-import { FUNCTION_NODE_FLAGS, FUNCTION_PROCESS_ENV } from "../function-process-env.ts";
+import { FUNCTION_PROCESS_ENV, nodeFlagsOf } from "../function-process-env.ts";
 
 export interface RunningFunction {
   name: string;
@@ -31,7 +31,7 @@ export async function startFunction(
     process.execPath,
     opts.fromSources
       ? ["--import", "tsx", join(repoRoot, "shared/host/main.ts"), name]
-      : [...FUNCTION_NODE_FLAGS, "--enable-source-maps", opts.bundle ?? (await bundleOf(name))],
+      : [...nodeFlagsOf(name), "--enable-source-maps", opts.bundle ?? (await bundleOf(name))],
     {
       cwd: repoRoot,
       env: {

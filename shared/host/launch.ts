@@ -36,7 +36,7 @@ function compileBundle(): Vm.Script {
   );
   if (cachedData && compiled.cachedDataRejected)
     // Not an error (V8 compiled the bundle itself), but every start is slower: another Node binary, say, or V8
-    // flags other than the ones the cache was written under (dev/function-process-env.ts, FUNCTION_NODE_FLAGS).
+    // flags other than the ones the cache was written under (dev/function-process-env.ts, nodeFlagsOf).
     console.error(
       JSON.stringify({
         time: new Date().toISOString(),

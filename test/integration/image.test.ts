@@ -18,9 +18,11 @@ import { opensslVerifies } from "../support/tls.ts";
 import { auditMark, auditSince, serviceAccountUser, succeeded, writesBy } from "../../dev/audit.ts";
 import { apiServerEvent, type ObjectLike } from "../../dev/events.ts";
 import { freePort, waitFor } from "../../dev/processes.ts";
-import { FUNCTION_NODE_FLAGS, FUNCTION_PROCESS_ENV } from "../../dev/function-process-env.ts";
+import { FUNCTION_PROCESS_ENV } from "../../dev/function-process-env.ts";
 import {
   buildImage,
+  commandOf,
+  imageEntrypoint,
   NONROOT,
   NODE_IN_IMAGE,
   sourceDateEpochOfHead,
@@ -110,6 +112,7 @@ async function deployedContainer(fn: string) {
   const memory = String(c.resources?.limits?.memory ?? "");
   const mi = /^(\d+)Mi$/.exec(memory);
   return {
+    command: c.command,
     args: c.args ?? [],
     env,
     serviceAccount: ksvc.spec.template.spec.serviceAccountName,
@@ -145,6 +148,7 @@ async function startInContainer(fn: string) {
   const server = new URL(cluster.server);
   const container = await runContainer({
     image,
+    command: deployed.command,
     args: deployed.args,
     env: {
       ...deployed.env,
@@ -179,7 +183,7 @@ async function startInContainer(fn: string) {
       progressing: () => exit === undefined,
     },
   );
-  // The entrypoint's flags are the ones the build wrote the code cache under, or every start would compile anew.
+  // The Node flags it starts with are the ones the build wrote its code cache under, or every start compiles anew.
   assert.doesNotMatch(container.output(), /code cache rejected/);
   // POSTs an event as the source would, with its bearer token.
   const send = async (ev: { headers: Record<string, string>; body: string }) => {
@@ -226,8 +230,7 @@ describe("the image", () => {
   it("runs as 65532 from Node and the bundles alone, small enough to pull quickly", async () => {
     const c = image.config;
     assert.equal(c.User, `${NONROOT}:${NONROOT}`);
-    // Node with the flags the code caches were written under (FUNCTION_NODE_FLAGS), then the dispatcher.
-    assert.deepEqual(c.Entrypoint, [NODE_IN_IMAGE, ...FUNCTION_NODE_FLAGS, "/app/main.mjs"]);
+    assert.deepEqual(c.Entrypoint, [NODE_IN_IMAGE, "/app/main.mjs"]);
     assert.equal(c.WorkingDir, "/app");
     // The Containerfile's image starts the same way.
     const containerfile = await readFile(join(repo, "Containerfile"), "utf8");
@@ -281,7 +284,7 @@ describe("the image", () => {
         process: { user: { uid: number }; args: string[] };
       };
       assert.equal(umociConfig.process.user.uid, NONROOT);
-      assert.deepEqual(umociConfig.process.args, [NODE_IN_IMAGE, ...FUNCTION_NODE_FLAGS, "/app/main.mjs"]);
+      assert.deepEqual(umociConfig.process.args, imageEntrypoint);
     },
   );
 });
@@ -317,12 +320,10 @@ describe("the image run by runc as a kubelet runs it", () => {
     assert.deepEqual(proc.uids, [NONROOT, NONROOT, NONROOT, NONROOT]);
     assert.equal(BigInt(`0x${proc.capEff}`), 0n);
     assert.ok(proc.rootOptions.includes("ro"), `root mounted ${proc.rootOptions.join(",")}`);
-    assert.deepEqual(proc.cmdline.slice(0, 3 + FUNCTION_NODE_FLAGS.length), [
-      NODE_IN_IMAGE,
-      ...FUNCTION_NODE_FLAGS,
-      "/app/main.mjs",
-      "issue-serving-cert",
-    ]);
+    // Its container's command from infra/: Node with the issuer's own flags (dev/function-process-env.ts).
+    const command = commandOf("issue-serving-cert");
+    assert.notDeepEqual(command, imageEntrypoint);
+    assert.deepEqual(proc.cmdline.slice(0, command.length + 1), [...command, "issue-serving-cert"]);
 
     const ns = await createNamespace(cluster.kc, "image");
     const svc = await core.createNamespacedService({

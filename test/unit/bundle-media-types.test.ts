@@ -8,7 +8,7 @@ import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildFunctions } from "../../scripts/build.ts";
-import { FUNCTION_NODE_FLAGS, podLikeEnv } from "../../dev/function-process-env.ts";
+import { nodeFlagsOf, podLikeEnv } from "../../dev/function-process-env.ts";
 import { freePort } from "../../dev/processes.ts";
 
 const mimeTypes = createRequire(import.meta.url)("mime-types") as {
@@ -24,7 +24,7 @@ before(async () => {
   const launchers = await buildFunctions([name], dir);
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  child = spawn(process.execPath, [...FUNCTION_NODE_FLAGS, launchers[name]!], {
+  child = spawn(process.execPath, [...nodeFlagsOf(name), launchers[name]!], {
     env: { ...podLikeEnv(port), LOG_LEVEL: "error" },
     stdio: "ignore",
   });

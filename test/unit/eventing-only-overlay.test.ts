@@ -23,7 +23,7 @@ describe("infra/overlays/eventing-only", () => {
       assert.ok(dep && svc, name);
       const want = ksvc.spec.template.spec.containers[0] as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
       const got = dep.spec.template.spec.containers[0];
-      for (const key of ["image", "args", "resources", "securityContext"])
+      for (const key of ["image", "command", "args", "resources", "securityContext"])
         assert.deepEqual(got[key], want[key], `${name} ${key}`);
       assert.deepEqual(got.env.slice(1), want.env, `${name} env`);
       assert.deepEqual(got.env[0], { name: "PORT", value: "8080" });

@@ -8,17 +8,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { buildFunctions } from "../../scripts/build.ts";
-import { FUNCTION_NODE_FLAGS } from "../../dev/function-process-env.ts";
+import { nodeFlagsOf } from "../../dev/function-process-env.ts";
 
 const run = promisify(execFile);
 // The issuer: the function that does work in the background as it starts (its key pool).
 const name = "issue-serving-cert";
+const flags = nodeFlagsOf(name);
 let first: string;
 let second: string;
 
-// As the image starts a function: Node with the functions' flags, then the launcher.
-const help = async (launcher: string, flags = FUNCTION_NODE_FLAGS) => {
-  const { stdout, stderr } = await run(process.execPath, [...flags, launcher, name, "--help"]);
+// As its container starts the function: Node with the function's flags, then the launcher.
+const help = async (launcher: string, nodeFlags = flags) => {
+  const { stdout, stderr } = await run(process.execPath, [...nodeFlags, launcher, name, "--help"]);
   return { stdout, stderr };
 };
 
@@ -49,7 +50,8 @@ describe("a function's launcher and code cache", () => {
     assert.doesNotMatch(stderr, /code cache/);
   });
 
-  it("the functions' flags are part of what the cache must match: started without them, it is rejected", async () => {
+  it("the function's Node flags are part of what the cache must match: started without them, it is rejected", async () => {
+    assert.ok(flags.length > 0, `${name} runs with Node flags of its own`);
     const { stdout, stderr } = await help(join(first, `${name}.mjs`), []);
     assert.match(stdout, /KEY_POOL_SIZE/);
     assert.match(stderr, /code cache rejected/);
@@ -66,7 +68,7 @@ describe("a function's launcher and code cache", () => {
       assert.equal(warning.level, "warn");
       assert.match(String(warning.msg), /code cache rejected/);
       assert.equal(warning.node, process.version);
-      assert.deepEqual(warning.flags, FUNCTION_NODE_FLAGS);
+      assert.deepEqual(warning.flags, flags);
     } finally {
       await writeFile(cache, good);
     }
