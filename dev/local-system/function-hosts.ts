@@ -1,4 +1,5 @@
 // Starts function hosts as real processes from their bundles (as a container runs them) and waits for readiness.
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePort, spawnTied, tailOf, waitFor, type Tied } from "../processes.ts";
 import { bundleOf } from "./bundles.ts";
@@ -62,5 +63,15 @@ export async function startFunction(
           : `${name} exited` + (opts.logFile ? `; the end of ${opts.logFile}:\n${tailOf(opts.logFile)}` : ""),
     },
   );
+  // A bundle started under other Node flags than its code cache was written with compiles anew at every start, and
+  // what is measured here would not be what is deployed: refused, not just logged.
+  if (
+    opts.logFile &&
+    !opts.fromSources &&
+    readFileSync(opts.logFile, "utf8").includes("code cache rejected")
+  ) {
+    proc.kill("SIGKILL");
+    throw new Error(`${name}: its code cache was rejected (Node flags of dev/function-process-env.ts?)`);
+  }
   return { name, url, process: proc };
 }

@@ -78,6 +78,9 @@ describe("the system as deployed on a one-node cluster", () => {
       assert.equal(c.image, SYSTEM_IMAGE);
       assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
       assert.equal(c.securityContext?.runAsUser, 65532);
+      // Started from its code cache: its container runs Node with the flags the build wrote the cache under.
+      const log = await kubectl("-n", SYSTEM_NAMESPACE, "logs", p.metadata!.name!);
+      assert.doesNotMatch(log, /code cache rejected/, p.metadata?.name);
     }
     // Knative's controller made one adapter Deployment per ApiServerSource, and runs the shared ping adapter.
     const sources = JSON.parse(
