@@ -16,10 +16,10 @@ export const FUNCTION_PROCESS_ENV: Readonly<Record<string, string>> = {
  *
  * --max-opt=1 keeps V8 on its two lower tiers (Ignition, Sparkplug), never Maglev or TurboFan: the issuer's work is
  * RSA key generation in OpenSSL and waiting on the API server, and the optimizing compilers' pages of the Node
- * binary and their zones were ~15 MB of its peak RSS through a burst (BENCHMARKS.md, Per certificate). Not for the
- * functions whose work is JavaScript: on the lower tiers the 10,000-Service scan took 1.4–1.5× as long and the
- * rotation's ConfigMap fan-out 1.4× (BENCHMARKS.md, Memory). V8 refuses the flag in NODE_OPTIONS, and
- * v8.setFlagsFromString does not change tiering once V8 runs, hence the command line.
+ * binary and their zones were 12–17 MB of its peak RSS through a burst (BENCHMARKS.md, What changed). Not for the
+ * functions whose work is JavaScript: on the lower tiers the 10,000-Service scan took 1.1–1.5× as long in three
+ * pairs of runs. V8 refuses the flag in NODE_OPTIONS, and v8.setFlagsFromString does not change tiering once V8
+ * runs, hence the command line.
  */
 const NODE_FLAGS: Readonly<Record<string, readonly string[]>> = {
   "issue-serving-cert": ["--max-opt=1"],
