@@ -1,6 +1,6 @@
 // Cold start: each function from process spawn to /health/readiness 200, median of 10, as deployed (the
-// launcher, bundle and code cache `npm run build` writes, run with the function's Node flags in a Pod's environment) and, for comparison, the same
-// bundle without its code cache and the TypeScript sources through tsx.
+// launcher, bundle and code cache `npm run build` writes, started with the function's Node flags, in a Pod's
+// environment) and, for comparison, the same bundle without its code cache and the TypeScript sources through tsx.
 import { nodeFlagsOf, podLikeEnv } from "../dev/function-process-env.ts";
 import { spawn } from "node:child_process";
 import { copyFile, mkdtemp, stat, writeFile } from "node:fs/promises";
