@@ -21,14 +21,27 @@ const log = (l: string) => console.error(`[system] ${l}`);
 const system = await (async () => {
   if (onCluster) {
     const s = await startDeployedSystem({ log });
-    return { kc: s.kc, issuer: s.functions.get("issue-serving-cert")!, stop: s.stop };
+    return {
+      kc: s.kc,
+      issuer: s.functions.get("issue-serving-cert")!,
+      adaptersSettled: s.adaptersSettled,
+      stop: s.stop,
+    };
   }
   const s = await startLocalSystem({ log });
-  return { kc: s.kc, issuer: s.functions.get("issue-serving-cert")!.url, stop: s.stop };
+  // The local system's adapters watch all namespaces without naming them: none restarts for a new one.
+  return {
+    kc: s.kc,
+    issuer: s.functions.get("issue-serving-cert")!.url,
+    adaptersSettled: async () => {},
+    stop: s.stop,
+  };
 })();
 try {
   const core = system.kc.makeApiClient(k8s.CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NS } } });
+  // Measured once Knative's adapters have rolled for the new namespace, not while two of each deliver.
+  await system.adaptersSettled();
   const secrets = new Arrivals<k8s.V1Secret>(system.kc, `/api/v1/namespaces/${NS}/secrets`, (s) =>
     Boolean(s.data?.["tls.crt"] && s.data?.["tls.key"]),
   );

@@ -29,6 +29,12 @@ export interface DeployedSystem {
   /** function name → http://<ClusterIP> of its Service (reachable from this host through kube-proxy) */
   functions: Map<string, string>;
   kubectl(...args: string[]): Promise<string>;
+  /**
+   * Resolves once Knative has rendered every adapter for the namespaces that exist now and each adapter's rollout
+   * is complete. A source that watches all namespaces carries their names in its adapter's configuration, so
+   * every namespace created or deleted rolls its adapter Deployment (one old and one new pod, briefly).
+   */
+  adaptersSettled(): Promise<void>;
   /** seconds per step of the bring-up, for the benchmark and the README */
   timings: Array<[string, number]>;
   stop(): Promise<void>;
@@ -98,7 +104,8 @@ export async function startDeployedSystem(
     step("functions Available");
     for (const kind of ["apiserversources", "pingsources"])
       await kubectl("-n", SYSTEM_NAMESPACE, "wait", "--for=condition=Ready", "--timeout=300s", kind, "--all");
-    step("sources Ready (adapters rendered and running by Knative's controller)");
+    await adaptersSettled(kubectl);
+    step("sources Ready (adapters rendered by Knative's controller, rolled out)");
     await checkOidcIdentities(kubectl);
 
     const kc = new k8s.KubeConfig();
@@ -112,11 +119,75 @@ export async function startDeployedSystem(
     const stop = async () => {
       await cluster.stop();
     };
-    return { cluster, kc, functions, kubectl, timings, stop };
+    return {
+      cluster,
+      kc,
+      functions,
+      kubectl,
+      adaptersSettled: () => adaptersSettled(kubectl),
+      timings,
+      stop,
+    };
   } catch (err) {
     await cluster.stop();
     throw err;
   }
+}
+
+interface SourceState {
+  metadata: { name: string; generation: number };
+  spec: { namespaceSelector?: { matchLabels?: object; matchExpressions?: unknown[] } };
+  status?: { observedGeneration?: number; namespaces?: string[] };
+}
+
+/**
+ * Knative writes a source's status after it has updated the adapter Deployment, so a status that lists today's
+ * namespaces means the Deployment is what it renders for them; `kubectl rollout status` then waits until only
+ * its new pod runs.
+ */
+async function adaptersSettled(kubectl: (...args: string[]) => Promise<string>): Promise<void> {
+  const rendered = await waitFor(
+    "every ApiServerSource reconciled for the namespaces that exist",
+    async () => {
+      const namespaces = (await kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}"))
+        .split(/\s+/)
+        .filter(Boolean)
+        .sort();
+      const { items } = JSON.parse(
+        await kubectl("-n", SYSTEM_NAMESPACE, "get", "apiserversources", "-o", "json"),
+      ) as { items: SourceState[] };
+      const current = items.every((s) => {
+        if (s.status?.observedGeneration !== s.metadata.generation) return false;
+        const selector = s.spec.namespaceSelector;
+        const all =
+          selector !== undefined &&
+          Object.keys(selector.matchLabels ?? {}).length === 0 &&
+          (selector.matchExpressions ?? []).length === 0;
+        return !all || s.status?.namespaces?.join(",") === namespaces.join(",");
+      });
+      return current ? items : undefined;
+    },
+    { timeoutMs: 120_000, intervalMs: 250 },
+  );
+  const { items } = JSON.parse(await kubectl("-n", SYSTEM_NAMESPACE, "get", "deployments", "-o", "json")) as {
+    items: Array<{ metadata: { name: string; ownerReferences?: Array<{ kind: string; name: string }> } }>;
+  };
+  const adapters = items.filter((d) =>
+    d.metadata.ownerReferences?.some(
+      (o) => o.kind === "ApiServerSource" && rendered.some((s) => s.metadata.name === o.name),
+    ),
+  );
+  if (adapters.length !== rendered.length)
+    throw new Error(`${rendered.length} ApiServerSources but ${adapters.length} adapter Deployments`);
+  for (const d of adapters)
+    await kubectl(
+      "-n",
+      SYSTEM_NAMESPACE,
+      "rollout",
+      "status",
+      "--timeout=180s",
+      `deployment/${d.metadata.name}`,
+    );
 }
 
 /**

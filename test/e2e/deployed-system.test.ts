@@ -62,6 +62,8 @@ before(async () => {
   system = await startDeployedSystem({ log: (l) => console.log(`[deployed] ${l}`) });
   core = system.kc.makeApiClient(k8s.CoreV1Api);
   await kubectl("create", "namespace", NS);
+  // A new namespace rolls every all-namespace adapter (Knative lists the namespaces in its configuration).
+  await system.adaptersSettled();
 });
 after(() => system?.stop());
 
