@@ -9,6 +9,7 @@ import * as k8s from "@kubernetes/client-node";
 import {
   startLocalSystem,
   markPingSourceReady,
+  type ApiServerSource,
   type LocalSystem,
 } from "../../dev/local-system/local-system.ts";
 import { startFunction } from "../../dev/local-system/function-hosts.ts";
@@ -418,6 +419,40 @@ describe("infra/ as deployed", () => {
         );
     }
     assert.deepEqual(wrong, [], `${rows.length} rows checked`);
+  });
+
+  it("a source of cluster-scoped kinds names no namespaces, so a new namespace does not roll its adapter", async () => {
+    // Knative puts the names of every namespace a selector matches into the adapter's configuration, so any
+    // namespace created or deleted rolls the adapter of a source that has one, and its controller checks the
+    // source's rights in every namespace. A cluster-scoped kind is watched cluster-wide without one.
+    const sources = (await system.kc.makeApiClient(k8s.CustomObjectsApi).listNamespacedCustomObject({
+      group: "sources.knative.dev",
+      version: "v1",
+      namespace: "service-ca",
+      plural: "apiserversources",
+    })) as { items: ApiServerSource[] };
+    const namespaced = new Map<string, boolean>();
+    for (const apiVersion of new Set(
+      sources.items.flatMap((s) => s.spec.resources.map((r) => r.apiVersion)),
+    )) {
+      const path = apiVersion.includes("/") ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
+      const list = JSON.parse(await kubectl(cluster(), "get", "--raw", path)) as {
+        resources: Array<{ name: string; kind: string; namespaced: boolean }>;
+      };
+      for (const r of list.resources)
+        if (!r.name.includes("/")) namespaced.set(`${apiVersion}/${r.kind}`, r.namespaced);
+    }
+    const wrong: string[] = [];
+    let clusterScoped = 0;
+    for (const s of sources.items) {
+      const scopes = s.spec.resources.map((r) => namespaced.get(`${r.apiVersion}/${r.kind}`));
+      assert.ok(!scopes.includes(undefined), `${s.metadata.name}: every kind it watches is served`);
+      if (scopes.some(Boolean)) continue;
+      clusterScoped++;
+      if (s.spec.namespaceSelector !== undefined) wrong.push(s.metadata.name);
+    }
+    assert.ok(clusterScoped >= 5, `${clusterScoped} sources of cluster-scoped kinds`);
+    assert.deepEqual(wrong, [], "sources of cluster-scoped kinds with a namespaceSelector");
   });
 
   it("a function given another function's token is refused with 403 and says why", async () => {
