@@ -2,7 +2,7 @@
 // how many adapter Deployments it rolls, how many SubjectAccessReviews its controller sends, and how long until
 // every adapter runs one pod again. Measured with the namespaces a fresh cluster has, then again once EXTRA
 // (default 100) more exist, since both costs grow with the namespaces a source selects.
-import { startDeployedSystem, SYSTEM_NAMESPACE } from "../dev/cluster/deployed-system.ts";
+import { adapterDeployments, startDeployedSystem } from "../dev/cluster/deployed-system.ts";
 import { apiServerRequests, countsSince, machine, printTable } from "./support.ts";
 
 const EXTRA = Number(process.env.BENCH_EXTRA_NAMESPACES ?? 100);
@@ -11,20 +11,8 @@ const ROUNDS = Number(process.env.BENCH_COUNT ?? 3);
 const log = (l: string) => console.error(`[system] ${l}`);
 const system = await startDeployedSystem({ log });
 
-async function adapterGenerations(): Promise<Map<string, number>> {
-  const { items } = JSON.parse(
-    await system.kubectl("-n", SYSTEM_NAMESPACE, "get", "deployments", "-o", "json"),
-  ) as {
-    items: Array<{
-      metadata: { name: string; generation: number; ownerReferences?: Array<{ kind: string }> };
-    }>;
-  };
-  return new Map(
-    items
-      .filter((d) => d.metadata.ownerReferences?.some((o) => o.kind === "ApiServerSource"))
-      .map((d) => [d.metadata.name, d.metadata.generation]),
-  );
-}
+const adapterGenerations = async () =>
+  new Map((await adapterDeployments(system.kubectl)).map((d) => [d.name, d.generation]));
 
 const namespaceCount = async () =>
   (await system.kubectl("get", "namespaces", "-o", "name")).split("\n").filter(Boolean).length;

@@ -11,6 +11,7 @@ import { functionNames } from "../../shared/host/functions.ts";
 import { waitFor } from "../processes.ts";
 import { buildFunctionsImage } from "../image/service-image.ts";
 import { functionBundles } from "../local-system/bundles.ts";
+import { selectsAllNamespaces, type ApiServerSource } from "../local-system/local-system.ts";
 import { eventingImages, eventingManifest, KNATIVE_NAMESPACE } from "./knative-eventing.ts";
 import { knativeOidcServiceAccount } from "../../shared/runtime/event-senders.ts";
 import { startNodeCluster, type NodeCluster } from "./node-cluster.ts";
@@ -136,8 +137,30 @@ export async function startDeployedSystem(
 
 interface SourceState {
   metadata: { name: string; generation: number };
-  spec: { namespaceSelector?: { matchLabels?: object; matchExpressions?: unknown[] } };
+  spec: Pick<ApiServerSource["spec"], "namespaceSelector">;
   status?: { observedGeneration?: number; namespaces?: string[] };
+}
+
+export interface AdapterDeployment {
+  name: string;
+  generation: number;
+  /** the ApiServerSource that owns it */
+  source: string;
+}
+
+/** The Deployments Knative's controller rendered for the ApiServerSources in the system's namespace. */
+export async function adapterDeployments(
+  kubectl: (...args: string[]) => Promise<string>,
+): Promise<AdapterDeployment[]> {
+  const { items } = JSON.parse(await kubectl("-n", SYSTEM_NAMESPACE, "get", "deployments", "-o", "json")) as {
+    items: Array<{
+      metadata: { name: string; generation: number; ownerReferences?: Array<{ kind: string; name: string }> };
+    }>;
+  };
+  return items.flatMap((d) => {
+    const owner = d.metadata.ownerReferences?.find((o) => o.kind === "ApiServerSource");
+    return owner ? [{ name: d.metadata.name, generation: d.metadata.generation, source: owner.name }] : [];
+  });
 }
 
 /**
@@ -156,38 +179,23 @@ async function adaptersSettled(kubectl: (...args: string[]) => Promise<string>):
       const { items } = JSON.parse(
         await kubectl("-n", SYSTEM_NAMESPACE, "get", "apiserversources", "-o", "json"),
       ) as { items: SourceState[] };
-      const current = items.every((s) => {
-        if (s.status?.observedGeneration !== s.metadata.generation) return false;
-        const selector = s.spec.namespaceSelector;
-        const all =
-          selector !== undefined &&
-          Object.keys(selector.matchLabels ?? {}).length === 0 &&
-          (selector.matchExpressions ?? []).length === 0;
-        return !all || s.status?.namespaces?.join(",") === namespaces.join(",");
-      });
+      const current = items.every(
+        (s) =>
+          s.status?.observedGeneration === s.metadata.generation &&
+          (!selectsAllNamespaces(s.spec.namespaceSelector) ||
+            s.status?.namespaces?.join(",") === namespaces.join(",")),
+      );
       return current ? items : undefined;
     },
     { timeoutMs: 120_000, intervalMs: 250 },
   );
-  const { items } = JSON.parse(await kubectl("-n", SYSTEM_NAMESPACE, "get", "deployments", "-o", "json")) as {
-    items: Array<{ metadata: { name: string; ownerReferences?: Array<{ kind: string; name: string }> } }>;
-  };
-  const adapters = items.filter((d) =>
-    d.metadata.ownerReferences?.some(
-      (o) => o.kind === "ApiServerSource" && rendered.some((s) => s.metadata.name === o.name),
-    ),
+  const adapters = (await adapterDeployments(kubectl)).filter((d) =>
+    rendered.some((s) => s.metadata.name === d.source),
   );
   if (adapters.length !== rendered.length)
     throw new Error(`${rendered.length} ApiServerSources but ${adapters.length} adapter Deployments`);
   for (const d of adapters)
-    await kubectl(
-      "-n",
-      SYSTEM_NAMESPACE,
-      "rollout",
-      "status",
-      "--timeout=180s",
-      `deployment/${d.metadata.name}`,
-    );
+    await kubectl("-n", SYSTEM_NAMESPACE, "rollout", "status", "--timeout=180s", `deployment/${d.name}`);
 }
 
 /**

@@ -269,7 +269,7 @@ export interface ApiServerSource {
     mode?: string;
     ceOverrides?: { extensions?: Record<string, string> };
     serviceAccountName: string;
-    namespaceSelector?: Record<string, unknown>;
+    namespaceSelector?: { matchLabels?: Record<string, string>; matchExpressions?: unknown[] };
     resources: Array<{
       apiVersion: string;
       kind: string;
@@ -280,6 +280,18 @@ export interface ApiServerSource {
     }>;
     sink: { ref: { name: string }; audience?: string };
   };
+}
+
+/**
+ * Knative's rule (apiserversource isEmptySelector): a selector with no labels and no expressions watches every
+ * namespace; without one, a source watches only its own.
+ */
+export function selectsAllNamespaces(selector: ApiServerSource["spec"]["namespaceSelector"]): boolean {
+  return (
+    selector !== undefined &&
+    Object.keys(selector.matchLabels ?? {}).length === 0 &&
+    (selector.matchExpressions ?? []).length === 0
+  );
 }
 
 /** A LabelSelector as the string form Knative's reconciler hands the adapter (metav1.LabelSelectorAsSelector). */
@@ -304,8 +316,7 @@ export function adapterEnv(
   sink: string,
   profilingPort: string,
 ): Record<string, string> {
-  const all =
-    src.spec.namespaceSelector !== undefined && Object.keys(src.spec.namespaceSelector).length === 0;
+  const all = selectsAllNamespaces(src.spec.namespaceSelector);
   const config = {
     namespaces: all ? [] : [src.metadata.namespace],
     allNamespaces: all,
